@@ -1,0 +1,5 @@
+import sys
+
+from audioclf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The `audioclf` command: one subcommand per pipeline stage, plus the user-facing tools.
+
+Imports are lazy so `audioclf predict` never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+from audioclf.errors import AudioclfError
+
+STAGES = ("download", "split", "features", "train", "evaluate", "quantize")
+TOOLS: dict[str, tuple[str, str]] = {
+    # name: (module with main(argv), one-line help)
+}
+
+USAGE = f"""usage: audioclf COMMAND [ARGS...]
+
+pipeline stages (what dvc.yaml runs):
+  audioclf stage {{{",".join(STAGES)}}} [--params params.yaml] [paths...]
+
+tools:
+{{tools}}
+Add --help after any command for its options. AUDIOCLF_DEBUG=1 shows tracebacks of errors."""
+
+
+def _usage() -> str:
+    tools = "".join(f"  audioclf {name:<14} {help_}\n" for name, (_, help_) in TOOLS.items())
+    return USAGE.format(tools=tools)
+
+
+def _resolve(argv: list[str]) -> tuple[Callable[[list[str]], object], list[str]]:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        sys.exit(0)
+    command, rest = argv[0], argv[1:]
+    if command == "stage":
+        if not rest or rest[0] not in STAGES:
+            raise AudioclfError(f"audioclf stage: name one of {', '.join(STAGES)}")
+        module = importlib.import_module(f"audioclf.stages.{rest[0]}")
+        return module.main, rest[1:]
+    if command in TOOLS:
+        return importlib.import_module(TOOLS[command][0]).main, rest
+    raise AudioclfError(f"unknown command {command!r}; run `audioclf --help` for the list")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        entry, rest = _resolve(argv)
+        code = entry(rest)
+    except AudioclfError as exc:
+        if os.environ.get("AUDIOCLF_DEBUG") == "1":
+            raise
+        print(f"audioclf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("audioclf: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

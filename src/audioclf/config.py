@@ -1,0 +1,371 @@
+"""Typed, validated view of `params.yaml`, loaded once per stage.
+
+One frozen dataclass per params block. The loader rejects unknown keys and wrong types, and each
+`__post_init__` checks ranges, so a bad value stops the run with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from audioclf.errors import AudioclfError
+
+DATASETS = ("synthetic", "esc50", "urbansound8k", "speechcommands", "fsdd", "folder", "csv")
+FEATURE_KINDS = ("logmel", "mfcc", "stft_complex", "spectrogram")
+MODELS = ("convnet", "resnet18", "resnet34")
+VARIANTS = ("fp32", "fp16", "int8_dynamic", "int8_static")
+
+
+def _fail(key: str, msg: str) -> typing.NoReturn:
+    raise AudioclfError(f"params: `{key}` {msg}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["synthetic", "esc50", "urbansound8k", "speechcommands", "fsdd", "folder", "csv"] = "synthetic"
+    source: str | None = None  # URL or path overriding the corpus's default location
+    version: str | None = None
+    classes: list[str] | None = None  # None = every class of the corpus
+    folds: list[int] | None = None  # None = every fold
+    max_per_class: int | None = None
+    max_total: int | None = None
+    sample_rate: int | Literal["auto"] = "auto"
+    duration_s: float | Literal["auto"] = "auto"
+    synthetic_clips_per_class: int = 200  # built-in set: spread evenly over its 5 folds
+    synthetic_seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("max_per_class", "max_total"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                _fail(f"data.{key}", f"must be >= 1 or null, got {value}")
+        if isinstance(self.sample_rate, int) and not 1000 <= self.sample_rate <= 192_000:
+            _fail("data.sample_rate", f"must be in 1000..192000 Hz or auto, got {self.sample_rate}")
+        if isinstance(self.duration_s, float) and not 0.05 <= self.duration_s <= 600:
+            _fail("data.duration_s", f"must be in 0.05..600 s or auto, got {self.duration_s}")
+        if self.synthetic_clips_per_class < 5:
+            _fail("data.synthetic_clips_per_class", "must be >= 5 (one clip per fold at least)")
+        if self.classes is not None and len(self.classes) < 2:
+            _fail("data.classes", "needs at least 2 classes, or null for all")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    strategy: Literal["folds", "stratified", "group"] = "folds"
+    test_fold: int = 5
+    val_fold: int = 4
+    val_frac: float = 0.2
+    test_frac: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy == "folds" and self.test_fold == self.val_fold:
+            _fail("split.val_fold", f"must differ from split.test_fold ({self.test_fold})")
+        for key in ("val_frac", "test_frac"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                _fail(f"split.{key}", f"must be in (0, 1), got {getattr(self, key)}")
+        if self.val_frac + self.test_frac >= 1.0:
+            _fail("split.val_frac", "plus split.test_frac must leave rows for training (< 1)")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    kind: Literal["logmel", "mfcc", "stft_complex", "spectrogram"] = "logmel"
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    n_mfcc: int = 40
+    f_min: float = 0.0
+    f_max: float | None = None
+    top_db: float | None = 80.0
+    power: float = 2.0
+    dtype: Literal["float16", "float32"] = "float16"
+
+    def __post_init__(self) -> None:
+        if self.n_fft < 16:
+            _fail("features.n_fft", f"must be >= 16, got {self.n_fft}")
+        if not 1 <= self.win_length <= self.n_fft:
+            _fail("features.win_length", f"must be in 1..n_fft ({self.n_fft}), got {self.win_length}")
+        if not 1 <= self.hop_length <= self.win_length:
+            _fail(
+                "features.hop_length",
+                f"must be in 1..win_length ({self.win_length}), got {self.hop_length}",
+            )
+        n_freqs = self.n_fft // 2 + 1
+        if not 1 <= self.n_mels <= n_freqs:
+            _fail(
+                "features.n_mels",
+                f"must be in 1..{n_freqs} (n_fft//2+1 frequency bins), got {self.n_mels}; "
+                "raise features.n_fft or lower n_mels",
+            )
+        if not 1 <= self.n_mfcc <= self.n_mels:
+            _fail("features.n_mfcc", f"must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
+        if self.f_min < 0 or (self.f_max is not None and self.f_max <= self.f_min):
+            _fail("features.f_max", f"must be > f_min ({self.f_min}) or null")
+        if self.top_db is not None and self.top_db <= 0:
+            _fail("features.top_db", f"must be > 0 or null, got {self.top_db}")
+        if self.power not in (1.0, 2.0):
+            _fail("features.power", f"must be 1.0 (magnitude) or 2.0 (power), got {self.power}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    time_shift: float = 0.1  # max roll, as a fraction of the frames
+    freq_masks: int = 2
+    time_masks: int = 2
+    mask_frac: float = 0.1  # max width of one mask, as a fraction of the axis
+    mixup_alpha: float = 0.0  # 0 turns mixup off
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.time_shift < 1.0:
+            _fail("train.augment.time_shift", f"must be in [0, 1), got {self.time_shift}")
+        if not 0.0 <= self.mask_frac < 1.0:
+            _fail("train.augment.mask_frac", f"must be in [0, 1), got {self.mask_frac}")
+        if self.freq_masks < 0 or self.time_masks < 0:
+            _fail("train.augment.freq_masks", "and time_masks must be >= 0")
+        if self.mixup_alpha < 0:
+            _fail("train.augment.mixup_alpha", f"must be >= 0, got {self.mixup_alpha}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "convnet"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # convnet widths
+    dropout: float = 0.2
+    pretrained: Literal["none", "imagenet"] = "none"
+    freeze_epochs: int = 0
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: Literal["adamw"] = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    scheduler: Literal["onecycle", "warmup_linear"] = "onecycle"
+    warmup_frac: float = 0.1
+    grad_clip: float | None = 5.0
+    label_smoothing: float = 0.05
+    patience: int = 8
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    class_weights: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            _fail("train.model", f"is {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.epochs < 1:
+            _fail("train.epochs", f"must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            _fail("train.batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            _fail("train.lr", f"must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            _fail("train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if not self.channels or any(c < 1 for c in self.channels):
+            _fail("train.channels", f"must be a non-empty list of positive widths, got {self.channels}")
+        if not 0.0 <= self.dropout < 1.0:
+            _fail("train.dropout", f"must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.warmup_frac < 1.0:
+            _fail("train.warmup_frac", f"must be in (0, 1), got {self.warmup_frac}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            _fail("train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        if self.patience < 1:
+            _fail("train.patience", f"must be >= 1, got {self.patience}")
+        if self.freeze_epochs < 0:
+            _fail("train.freeze_epochs", f"must be >= 0, got {self.freeze_epochs}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            _fail("train.grad_clip", f"must be > 0 or null, got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    top_k: int = 3
+    n_mistakes: int = 20
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            _fail("evaluate.top_k", f"must be >= 1, got {self.top_k}")
+        if self.n_mistakes < 0:
+            _fail("evaluate.n_mistakes", f"must be >= 0, got {self.n_mistakes}")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    variants: list[str] = field(default_factory=lambda: ["fp32", "int8_static"])
+    calibration_samples: int = 128
+    f1_tolerance: float = 0.02
+    deploy: str = "fp32"
+    opset: int = 18
+    latency_runs: int = 20
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            _fail("quantize.variants", f"has {unknown}; choose from {', '.join(VARIANTS)}")
+        if "fp32" not in self.variants:
+            _fail("quantize.variants", "must include fp32 (the reference for parity)")
+        if self.deploy not in self.variants:
+            _fail("quantize.deploy", f"is {self.deploy!r}; it must be one of quantize.variants {self.variants}")
+        if self.calibration_samples < 1:
+            _fail("quantize.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
+        if not 0.0 <= self.f1_tolerance <= 1.0:
+            _fail("quantize.f1_tolerance", f"must be in [0, 1], got {self.f1_tolerance}")
+        if not 17 <= self.opset <= 23:
+            _fail("quantize.opset", f"must be in 17..23, got {self.opset}")
+        if self.latency_runs < 1:
+            _fail("quantize.latency_runs", f"must be >= 1, got {self.latency_runs}")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How to run, never what to compute: not declared as stage params, so it reruns nothing."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int = 0  # 0 = one per core
+    threads: int = 0  # 0 = torch's default (the cores)
+    nproc: int = 1
+
+    def __post_init__(self) -> None:
+        for key in ("workers", "threads"):
+            if getattr(self, key) < 0:
+                _fail(f"runtime.{key}", "must be >= 0 (0 = automatic)")
+        if self.nproc < 1:
+            _fail("runtime.nproc", f"must be >= 1, got {self.nproc}")
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except AudioclfError:
+                continue
+        _fail(key, f"must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        _fail(key, f"must be one of {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            _fail(key, f"must be a {_type_name(tp)}, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is type(None):
+        if value is None:
+            return None
+        _fail(key, f"must be null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a new annotation needs a branch here
+        raise TypeError(f"unsupported annotation {tp!r} for {key}")
+    _fail(key, f"must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        _fail(prefix, f"must be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            _fail(f"{prefix}.{key}", f"is not a known key; known keys of `{prefix}`: {', '.join(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def params_from_dict(raw: dict[str, Any]) -> Params:
+    if not isinstance(raw, dict):
+        raise AudioclfError("params.yaml: the top level must be a mapping of blocks (data, split, ...)")
+    blocks = {f.name: f.type for f in dataclasses.fields(Params)}
+    hints = typing.get_type_hints(Params)
+    for key in raw:
+        if key not in blocks:
+            _fail(key, f"is not a known block; known blocks: {', '.join(blocks)}")
+    return Params(**{k: _build(hints[k], v, k) for k, v in raw.items()})
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole file (a typo anywhere is caught by whichever stage runs first)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioclfError(f"{path}: not found; run from the project root or pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise AudioclfError(f"{path}: not valid YAML ({first}); fix the syntax") from exc
+    return params_from_dict(raw)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass → plain dict, for saving the resolved config next to artefacts."""
+    return dataclasses.asdict(obj)
+
+
+# Which params keys each stage reads. dvc.yaml must declare exactly these (a test checks it), so
+# that editing a key reruns the stages that read it and nothing else.
+STAGE_PARAMS: dict[str, list[str]] = {
+    "download": [
+        "data.dataset",
+        "data.source",
+        "data.version",
+        "data.classes",
+        "data.folds",
+        "data.max_per_class",
+        "data.max_total",
+        "data.synthetic_clips_per_class",
+        "data.synthetic_seed",
+    ],
+    "split": [f"split.{f.name}" for f in dataclasses.fields(SplitConfig)],
+    "features": ["data.dataset", "data.sample_rate", "data.duration_s"]
+    + [f"features.{f.name}" for f in dataclasses.fields(FeaturesConfig)],
+    "train": [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)],
+    "evaluate": [f"evaluate.{f.name}" for f in dataclasses.fields(EvaluateConfig)],
+    "quantize": [f"quantize.{f.name}" for f in dataclasses.fields(QuantizeConfig)],
+}

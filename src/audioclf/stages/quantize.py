@@ -1,0 +1,138 @@
+"""quantize: export the raw-waveform ONNX model, check parity with PyTorch in onnxruntime, build
+the quantized variants, measure size / F1 / latency of each, and deploy the chosen one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from audioclf import export
+from audioclf.audio import load_clip
+from audioclf.cache import read_split
+from audioclf.config import FeaturesConfig
+from audioclf.errors import AudioclfError
+from audioclf.features import FeatureExtractor
+from audioclf.fileio import write_json
+from audioclf.metrics import classification_report, softmax
+from audioclf.modelio import load_model
+from audioclf.stages.common import params, parser, say
+from audioclf.training import configure_threads
+
+PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
+
+
+def load_waves(raw: Path, frame: pd.DataFrame, sample_rate: int, n_samples: int, desc: str) -> np.ndarray:
+    waves = [load_clip(raw / p, sample_rate, n_samples) for p in tqdm(frame["path"], desc=desc, unit="clip")]
+    return np.stack(waves) if waves else np.zeros((0, n_samples), dtype=np.float32)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser("quantize", __doc__)
+    p.add_argument("--raw", type=Path, default=Path("data/raw"))
+    p.add_argument("--splits", type=Path, default=Path("data/splits"))
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--metrics", type=Path, default=Path("metrics"))
+    args = p.parse_args(argv)
+    cfg = params(args)
+    q = cfg.quantize
+    threads = configure_threads(cfg.runtime.threads)
+    model, meta = load_model(args.models)
+    sample_rate, n_samples, classes = meta["sample_rate"], meta["n_samples"], meta["classes"]
+    extractor = FeatureExtractor(FeaturesConfig(**meta["feature_params"]), sample_rate)
+    full = export.WaveformClassifier(extractor, model).eval()
+
+    test = read_split(args.splits, "test")
+    test = test[test["label"].isin(classes)]
+    train = read_split(args.splits, "train")
+    calib_rows = train.sample(n=min(q.calibration_samples, len(train)), random_state=0)
+    test_waves = load_waves(args.raw, test, sample_rate, n_samples, "test audio")
+    calib_waves = load_waves(args.raw, calib_rows, sample_rate, n_samples, "calibration audio")
+    y_true = test["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+
+    with torch.no_grad():
+        torch_logits = torch.cat(
+            [full(torch.from_numpy(test_waves[i : i + 64])) for i in range(0, len(test_waves), 64)]
+        )
+    torch_logits = torch_logits.numpy()
+    b1, b32 = test_waves[:1], np.resize(test_waves, (32, n_samples))
+    with torch.no_grad():
+        torch_b1 = export.median_latency_ms(lambda: full(torch.from_numpy(b1)), q.latency_runs)
+        torch_b32 = export.median_latency_ms(lambda: full(torch.from_numpy(b32)), max(3, q.latency_runs // 4))
+
+    variants_dir = args.models / "variants"
+    variants_dir.mkdir(parents=True, exist_ok=True)
+    paths = {v: variants_dir / f"{v}.onnx" for v in q.variants}
+    export.export_onnx(full, n_samples, paths["fp32"], q.opset)
+    builders = {
+        "fp16": lambda: export.quantize_fp16_weights(paths["fp32"], paths["fp16"]),
+        "int8_dynamic": lambda: export.quantize_int8_dynamic(paths["fp32"], paths["int8_dynamic"]),
+        "int8_static": lambda: export.quantize_int8_static(paths["fp32"], paths["int8_static"], calib_waves),
+    }
+    report: dict[str, object] = {}
+    for variant in q.variants:
+        if variant != "fp32":
+            builders[variant]()
+        sess = export.session(paths[variant], threads)
+        logits = export.run_onnx(sess, test_waves)
+        headline, _ = classification_report(y_true, softmax(logits), classes)
+        lat_b1 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b1), q.latency_runs)
+        lat_b32 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b32), max(3, q.latency_runs // 4))
+        report[variant] = {
+            "size_mb": round(paths[variant].stat().st_size / 1e6, 4),
+            "accuracy": headline["accuracy"],
+            "f1_macro": headline["f1_macro"],
+            "latency_ms_b1": round(lat_b1, 3),
+            "latency_ms_b32": round(lat_b32, 3),
+            "speedup_vs_torch_b1": round(torch_b1 / lat_b1, 3),
+            "speedup_vs_torch_b32": round(torch_b32 / lat_b32, 3),
+            "argmax_agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
+            "max_abs_diff": float(np.max(np.abs(logits - torch_logits))),
+        }
+    fp32 = report["fp32"]
+    if fp32["argmax_agreement"] < 1.0 or fp32["max_abs_diff"] > PARITY_ATOL:
+        raise RuntimeError(
+            f"export bug: fp32 ONNX disagrees with PyTorch (agreement {fp32['argmax_agreement']:.4f}, "
+            f"max |Δlogit| {fp32['max_abs_diff']:.2e})"
+        )
+    for variant in q.variants:
+        report[variant]["f1_drop"] = round(fp32["f1_macro"] - report[variant]["f1_macro"], 4)
+        report[variant]["within_tolerance"] = report[variant]["f1_drop"] <= q.f1_tolerance
+    if not report[q.deploy]["within_tolerance"]:
+        raise AudioclfError(
+            f"params: `quantize.deploy` is {q.deploy}, which loses {report[q.deploy]['f1_drop']:.4f} macro-F1 "
+            f"(> quantize.f1_tolerance {q.f1_tolerance}); deploy another variant or raise the tolerance"
+        )
+    report["deployed"] = q.deploy
+    report["torch_latency_ms"] = {"b1": round(torch_b1, 3), "b32": round(torch_b32, 3), "threads": threads}
+
+    deployed = args.models / "model.onnx"
+    shutil.copyfile(paths[q.deploy], deployed.with_suffix(".onnx.part"))
+    deployed.with_suffix(".onnx.part").replace(deployed)
+    write_json(
+        args.models / "model.onnx.json",
+        {
+            "classes": classes,
+            "sample_rate": sample_rate,
+            "duration_s": meta["duration_s"],
+            "n_samples": n_samples,
+            "input": export.INPUT_NAME,
+            "output": export.OUTPUT_NAME,
+            "variant": q.deploy,
+            "architecture": meta["architecture"],
+            "feature_params": meta["feature_params"],
+            "test_f1_macro": report[q.deploy]["f1_macro"],
+        },
+    )
+    write_json(args.metrics / "quantize.json", report)
+    lines = [
+        f"{v:>13}: {report[v]['size_mb']:.3f} MB, F1 {report[v]['f1_macro']:.4f}, "
+        f"b1 {report[v]['latency_ms_b1']:.2f} ms, b32 {report[v]['latency_ms_b32']:.1f} ms "
+        f"({report[v]['speedup_vs_torch_b1']:.2f}x torch at b1)"
+        for v in q.variants
+    ]
+    say("quantize", f"deployed {q.deploy} → {deployed}; torch eager b1 {torch_b1:.2f} ms\n" + "\n".join(lines))
