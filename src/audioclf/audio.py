@@ -3,8 +3,6 @@ can use exactly the same code as the pipeline."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from audioclf.errors import AudioclfError
+from audioclf.fileio import atomic_path
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
@@ -60,12 +59,5 @@ def load_clip(path: str | Path, sample_rate: int, n_samples: int | None) -> np.n
 
 def write_wav_atomic(path: Path, wave: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
     """Write to a temp file in the same folder, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, wave, sample_rate, subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -12,24 +12,22 @@ from collections.abc import Callable
 
 from audioclf.errors import AudioclfError
 
-STAGES = ("download", "split", "features", "train", "evaluate", "quantize")
+STAGES = ("download", "split", "features", "train", "evaluate", "quantize", "cv")
 TOOLS: dict[str, tuple[str, str]] = {
     # name: (module with main(argv), one-line help)
+    "check-metrics": ("audioclf.gate", "compare metrics with a baseline under tolerances; exit 1 on regression"),
+    "predict": ("audioclf.predict", "top-k labels for audio files or folders with the deployed ONNX model"),
 }
-
-USAGE = f"""usage: audioclf COMMAND [ARGS...]
-
-pipeline stages (what dvc.yaml runs):
-  audioclf stage {{{",".join(STAGES)}}} [--params params.yaml] [paths...]
-
-tools:
-{{tools}}
-Add --help after any command for its options. AUDIOCLF_DEBUG=1 shows tracebacks of errors."""
-
 
 def _usage() -> str:
     tools = "".join(f"  audioclf {name:<14} {help_}\n" for name, (_, help_) in TOOLS.items())
-    return USAGE.format(tools=tools)
+    return (
+        "usage: audioclf COMMAND [ARGS...]\n\n"
+        "pipeline stages (what dvc.yaml runs):\n"
+        f"  audioclf stage {{{','.join(STAGES)}}} [--params params.yaml] [paths...]\n\n"
+        f"tools:\n{tools}\n"
+        "Add --help after any command for its options. AUDIOCLF_DEBUG=1 shows tracebacks of errors."
+    )
 
 
 def _resolve(argv: list[str]) -> tuple[Callable[[list[str]], object], list[str]]:

@@ -7,6 +7,7 @@ One frozen dataclass per params block. The loader rejects unknown keys and wrong
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ DATASETS = ("synthetic", "esc50", "urbansound8k", "speechcommands", "fsdd", "fol
 FEATURE_KINDS = ("logmel", "mfcc", "stft_complex", "spectrogram")
 MODELS = ("convnet", "resnet18", "resnet34")
 VARIANTS = ("fp32", "fp16", "int8_dynamic", "int8_static")
+# metrics/eval.json {"test": {...}} keys (DESIGN.md); top3 follows evaluate.top_k's default
+DESIGN_EVAL_KEYS = (
+    "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+    "iou_macro", "f1_weighted", "top3_accuracy", "n",
+)  # fmt: skip
 
 
 def _fail(key: str, msg: str) -> typing.NoReturn:
@@ -32,7 +38,7 @@ class DataConfig:
     dataset: Literal["synthetic", "esc50", "urbansound8k", "speechcommands", "fsdd", "folder", "csv"] = "synthetic"
     source: str | None = None  # URL or path overriding the corpus's default location
     version: str | None = None
-    classes: list[str] | None = None  # None = every class of the corpus
+    classes: list[str | int] | None = None  # None = every class of the corpus; ints become strings
     folds: list[int] | None = None  # None = every fold
     max_per_class: int | None = None
     max_total: int | None = None
@@ -40,8 +46,31 @@ class DataConfig:
     duration_s: float | Literal["auto"] = "auto"
     synthetic_clips_per_class: int = 200  # built-in set: spread evenly over its 5 folds
     synthetic_seed: int = 0
+    group_regex: str | None = None  # folder: regex on the file name; its first group (or the match) is the group
+    csv_path_column: str = "path"  # csv: path (relative to the CSV) or URL of each clip
+    csv_label_column: str = "label"
+    csv_fold_column: str | None = None  # csv: optional integer fold column
+    csv_group_column: str | None = None  # csv: optional group (speaker / source) column
+    timeout_s: float = 30.0  # per HTTP request: connecting, and each read of the body
+    retries: int = 4  # extra attempts after a 5xx, a dropped connection or a timeout
 
     def __post_init__(self) -> None:
+        if self.classes is not None:
+            # YAML reads `[0, 1]` as ints; labels are strings (FSDD digits, numeric CSV labels)
+            object.__setattr__(self, "classes", [str(c) for c in self.classes])
+        if self.group_regex is not None:
+            try:
+                re.compile(self.group_regex)
+            except re.error as exc:
+                _fail("data.group_regex", f"is not a valid regular expression ({exc}); fix it or set null")
+        for key in ("csv_path_column", "csv_label_column", "csv_fold_column", "csv_group_column"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                _fail(f"data.{key}", "must be a column name, not empty")
+        if not 0 < self.timeout_s <= 3600:
+            _fail("data.timeout_s", f"must be in (0, 3600] seconds, got {self.timeout_s}")
+        if not 0 <= self.retries <= 20:
+            _fail("data.retries", f"must be in 0..20, got {self.retries}")
         for key in ("max_per_class", "max_total"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -106,7 +135,7 @@ class FeaturesConfig:
                 f"must be in 1..{n_freqs} (n_fft//2+1 frequency bins), got {self.n_mels}; "
                 "raise features.n_fft or lower n_mels",
             )
-        if not 1 <= self.n_mfcc <= self.n_mels:
+        if self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels:
             _fail("features.n_mfcc", f"must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.f_min < 0 or (self.f_max is not None and self.f_max <= self.f_min):
             _fail("features.f_max", f"must be > f_min ({self.f_min}) or null")
@@ -361,6 +390,13 @@ STAGE_PARAMS: dict[str, list[str]] = {
         "data.max_total",
         "data.synthetic_clips_per_class",
         "data.synthetic_seed",
+        "data.group_regex",
+        "data.csv_path_column",
+        "data.csv_label_column",
+        "data.csv_fold_column",
+        "data.csv_group_column",
+        "data.timeout_s",
+        "data.retries",
     ],
     "split": [f"split.{f.name}" for f in dataclasses.fields(SplitConfig)],
     "features": ["data.dataset", "data.sample_rate", "data.duration_s"]

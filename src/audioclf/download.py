@@ -1,14 +1,13 @@
 """The download stage's library: list metadata, select rows, fetch only what is missing.
 
-Resume works against `manifest.csv`: a file already present with the recorded size and sha256 is
-kept, anything else is fetched again. Files from an earlier, wider selection are removed so
-`data/raw/` always holds exactly the selected rows.
+Resume works against `manifest.csv` (and the journal an interrupted run leaves): a file already
+present with the recorded size and sha256 is kept, anything else is fetched again. Files from an
+earlier, wider selection are removed so `data/raw/` always holds exactly the selected rows.
 """
 
 from __future__ import annotations
 
-import posixpath
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +17,11 @@ from tqdm import tqdm
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
 from audioclf.fileio import sha256_file, write_csv
-from audioclf.sources.base import METADATA_COLUMNS, Source
+from audioclf.sources.base import METADATA_COLUMNS, Source, safe_relpath
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
+JOURNAL = ".download-journal.csv"  # files completed by an unfinished run; the manifest replaces it
+MAX_WORKERS = 32  # parallel fetches, whatever runtime.workers says: politeness to the servers
 
 
 @dataclass(frozen=True)
@@ -29,17 +30,6 @@ class DownloadReport:
     fetched: int
     reused: int
     removed: int
-
-
-def safe_relpath(path: str) -> str:
-    """Normalise a metadata path and refuse one that would leave data/raw (absolute, `..`)."""
-    if not isinstance(path, str) or not path.strip():
-        raise AudioclfError(f"metadata: empty path {path!r}; every row needs a file path")
-    posix = path.replace("\\", "/")
-    norm = posixpath.normpath(posix)
-    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":") or norm.startswith(".."):
-        raise AudioclfError(f"metadata: path {path!r} escapes the data folder; paths must be relative")
-    return norm
 
 
 def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
@@ -58,7 +48,7 @@ def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
             )
         selected = selected[selected["label"].isin(cfg.classes)]
     if cfg.folds is not None:
-        available_folds = sorted(pd.to_numeric(meta["fold"], errors="coerce").dropna().astype(int).unique())
+        available_folds = sorted(int(f) for f in pd.to_numeric(meta["fold"], errors="coerce").dropna().unique())
         unknown_folds = [f for f in cfg.folds if f not in available_folds]
         if unknown_folds:
             raise AudioclfError(
@@ -66,17 +56,53 @@ def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
                 f"valid folds: {available_folds}"
             )
         selected = selected[pd.to_numeric(selected["fold"], errors="coerce").isin(cfg.folds)]
-    if cfg.max_per_class is not None:
-        # the first rows of each class in metadata order: stable across runs and machines
-        selected = selected.groupby("label", sort=False, group_keys=False).head(cfg.max_per_class)
-    if cfg.max_total is not None and len(selected) > cfg.max_total:
-        # spread the cap over classes (round-robin by rank within class) instead of cutting the tail
-        rank = selected.groupby("label", sort=False).cumcount()
-        order = rank.sort_values(kind="stable").index
-        selected = selected.loc[order[: cfg.max_total]].sort_index()
+    if cfg.max_per_class is not None or cfg.max_total is not None:
+        ordered = cap_order(selected)
+        if cfg.max_per_class is not None:
+            ordered = ordered[ordered.groupby("label", sort=False).cumcount() < cfg.max_per_class]
+        if cfg.max_total is not None:
+            # round-robin over classes (by rank within class) instead of cutting the tail
+            rank = ordered.groupby("label", sort=False).cumcount()
+            ordered = ordered.loc[rank.sort_values(kind="stable").index[: cfg.max_total]]
+        selected = selected.loc[sorted(ordered.index)]
     if selected.empty:
         raise AudioclfError("params: the data selection (data.classes / data.folds / caps) matches no rows; widen it")
     return selected.reset_index(drop=True)
+
+
+def _stable_key(path: str) -> str:
+    return hashlib.sha256(path.encode()).hexdigest()
+
+
+def cap_order(meta: pd.DataFrame) -> pd.DataFrame:
+    """`meta` reordered so that every prefix of each class is a fixed pseudo-random sample spread
+    evenly over the folds: caps then keep every fold (and mix speakers/sources), and a larger cap
+    keeps the rows of a smaller one. Depends only on the paths, not on a seed or the machine."""
+    key = meta["path"].map(_stable_key)
+    fold = meta["fold"].astype(str)
+    shuffled = meta.assign(_key=key, _fold=fold).sort_values("_key", kind="stable")
+    shuffled["_rank"] = shuffled.groupby(["label", "_fold"], sort=False).cumcount()
+    ordered = shuffled.sort_values(["_rank", "_fold", "_key"], kind="stable")
+    return ordered.drop(columns=["_key", "_fold", "_rank"])
+
+
+def check_classes(cfg: DataConfig, known: tuple[str, ...]) -> None:
+    """Fail on an unknown name in data.classes before any download (known = the corpus's classes)."""
+    if cfg.classes is None or not known:
+        return
+    unknown = [c for c in cfg.classes if c not in known]
+    if unknown:
+        raise AudioclfError(
+            f"params: `data.classes` has {unknown}, not in the {cfg.dataset} corpus; valid names: {', '.join(known)}"
+        )
+
+
+def check_inside(raw_dir: Path, rels: list[str]) -> None:
+    """Refuse destinations that a symlink inside raw_dir would lead elsewhere (checked per folder)."""
+    root = raw_dir.resolve()
+    for folder in sorted({(raw_dir / rel).parent for rel in rels}):
+        if not folder.resolve().is_relative_to(root):
+            raise AudioclfError(f"{folder}: resolves outside {raw_dir} (a link inside it?); remove the link and rerun")
 
 
 def _load_manifest(path: Path) -> dict[str, tuple[int, str]]:
@@ -89,47 +115,91 @@ def _load_manifest(path: Path) -> dict[str, tuple[int, str]]:
     return {r.path: (int(r.bytes), r.sha256) for r in frame.itertuples()}
 
 
+def _load_journal(path: Path) -> dict[str, tuple[int, str]]:
+    """Files completed by an interrupted run (path, bytes, sha256 per line); the last line may be cut."""
+    if not path.is_file():
+        return {}
+    done: dict[str, tuple[int, str]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.rsplit(",", 2)
+        if len(parts) == 3 and parts[1].isdigit() and len(parts[2]) == 64:
+            done[parts[0]] = (int(parts[1]), parts[2])
+    return done
+
+
 def _is_intact(path: Path, expected: tuple[int, str] | None) -> bool:
     if expected is None or not path.is_file() or path.stat().st_size != expected[0]:
         return False
     return sha256_file(path) == expected[1]
 
 
-def run_download(source: Source, raw_dir: Path, workers: int) -> DownloadReport:
+def run_download(
+    source: Source, raw_dir: Path, workers: int, progress: bool = True, max_workers: int = MAX_WORKERS
+) -> DownloadReport:
+    """Select rows from the source's metadata and fetch only those not already intact in `raw_dir`.
+
+    Each completed file is appended to a journal at once, so a rerun after an interruption (an
+    error, Ctrl-C, a killed job) fetches only what is missing; the manifest replaces the journal
+    when the run completes. Files of rows no longer selected are removed."""
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
+    check_classes(source.cfg, source.known_classes())
     meta = source.list_metadata()
     selected = select_rows(meta, source.cfg)
     selected["path"] = [safe_relpath(p) for p in selected["path"]]
     duplicated = selected["path"][selected["path"].duplicated()].tolist()
     if duplicated:
         raise AudioclfError(f"metadata: duplicate paths {duplicated[:3]}; each row needs its own file")
+    check_inside(raw_dir, selected["path"].tolist())
 
     manifest_path = raw_dir / "manifest.csv"
-    old = _load_manifest(manifest_path)
+    journal_path = raw_dir / JOURNAL
+    old = {**_load_manifest(manifest_path), **_load_journal(journal_path)}
     todo = [r for r in selected.to_dict("records") if not _is_intact(raw_dir / r["path"], old.get(r["path"]))]
     reused = len(selected) - len(todo)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(source.fetch_one, row, raw_dir / row["path"]): row for row in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="download", unit="file"):
-            future.result()  # re-raises the first failure; finished files stay for the rerun
+    if todo:
+        bar = tqdm(total=len(todo), desc="download", unit="file", disable=not progress)
+        fetched_bytes = 0
+        with open(journal_path, "a", encoding="utf-8") as journal:
+
+            def done(row: dict, dest: Path) -> None:
+                nonlocal fetched_bytes
+                size = dest.stat().st_size
+                old[row["path"]] = (size, sha256_file(dest))
+                journal.write(f"{row['path']},{size},{old[row['path']][1]}\n")
+                journal.flush()
+                fetched_bytes += size
+                bar.update(1)
+                bar.set_postfix_str(_human_bytes(fetched_bytes), refresh=False)
+
+            try:
+                source.fetch_rows(todo, raw_dir, min(max(1, workers), max_workers), done)
+            finally:
+                bar.close()
+                source.close()
     source.close()
 
     manifest = pd.DataFrame(
         {
             "path": selected["path"],
             "bytes": [(raw_dir / p).stat().st_size for p in selected["path"]],
-            "sha256": [
-                old[p][1] if p in old and _is_intact(raw_dir / p, old[p]) else sha256_file(raw_dir / p)
-                for p in selected["path"]
-            ],
+            "sha256": [old[p][1] for p in selected["path"]],
         }
     )
     removed = _prune(raw_dir, set(selected["path"]))
     write_csv(raw_dir / "metadata.csv", selected)
     write_csv(manifest_path, manifest)
+    journal_path.unlink(missing_ok=True)
     return DownloadReport(selected=len(selected), fetched=len(todo), reused=reused, removed=removed)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 def _prune(raw_dir: Path, keep: set[str]) -> int:

@@ -35,9 +35,12 @@ class WaveformClassifier(nn.Module):
         return self.classifier(self.extractor(waveform))
 
 
-def export_onnx(model: nn.Module, n_samples: int, path: Path, opset: int) -> None:
-    """Dynamo export with a dynamic batch axis; written atomically as a single file."""
+def export_onnx(model: nn.Module, n_samples: int, path: Path, opset: int, output_name: str = OUTPUT_NAME) -> None:
+    """Dynamo export of `model` ((batch, n_samples) float32 in) with a dynamic batch axis, input
+    named `waveform`; written atomically as a single file. `output_name` lets a test export the
+    `FeatureExtractor` alone."""
     model = model.eval().cpu()
+    # batch 2 in the example: with 1 the exporter may specialise the batch axis to a constant
     example = torch.zeros(2, n_samples)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with atomic_path(path) as tmp:
@@ -46,13 +49,32 @@ def export_onnx(model: nn.Module, n_samples: int, path: Path, opset: int) -> Non
             (example,),
             dynamo=True,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={INPUT_NAME: {0: batch}},
+            output_names=[output_name],
+            # positional, not keyed by INPUT_NAME: the keys must be forward()'s own argument
+            # names, which differ between modules (FeatureExtractor.forward takes `wave`)
+            dynamic_shapes=({0: batch},),
             opset_version=opset,
             verbose=False,
         )
         program.save(str(tmp), external_data=False)
     onnx.checker.check_model(str(path))
+
+
+def deployment_sidecar(
+    classes: list[str], sample_rate: int, duration_s: float, n_samples: int, variant: str, **extra: object
+) -> dict[str, object]:
+    """What `audioclf predict` needs next to a model.onnx (as `model.onnx.json`): it checks the
+    classes, input/output names and clip length against the graph before scoring anything."""
+    return {
+        "classes": list(classes),
+        "sample_rate": sample_rate,
+        "duration_s": duration_s,
+        "n_samples": n_samples,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "variant": variant,
+        **extra,
+    }
 
 
 def session(path: Path, threads: int):

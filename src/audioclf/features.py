@@ -8,6 +8,7 @@ normalisation is fitted per training run on its own training rows.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -29,8 +30,14 @@ from audioclf.fileio import atomic_path
 class FeatureExtractor(nn.Module):
     """Waveform (batch, samples) float32 → features (batch, channels, freq, frames) float32.
 
-    logmel / spectrogram / mfcc are one channel (dB, clamped `top_db` below each clip's peak);
-    stft_complex is two (real, imaginary). Every clip is processed independently of the batch.
+    - logmel: mel power (or magnitude, `power`) in dB, clamped `top_db` below each clip's peak;
+      (B, 1, n_mels, frames).
+    - mfcc: torchaudio's MFCC over the same mel settings; (B, 1, n_mfcc, frames).
+    - spectrogram: linear-frequency |STFT|**power, not log-compressed (power 2 = power,
+      1 = magnitude); (B, 1, n_fft // 2 + 1, frames).
+    - stft_complex: real and imaginary STFT parts as two channels; (B, 2, n_fft // 2 + 1, frames).
+
+    Every clip is processed independently of the batch (center=True, reflect padding).
     """
 
     def __init__(self, cfg: FeaturesConfig, sample_rate: int) -> None:
@@ -45,8 +52,9 @@ class FeatureExtractor(nn.Module):
             )  # fmt: skip
             self.to_db = T.AmplitudeToDB(stype=stype, top_db=cfg.top_db)
         elif cfg.kind == "spectrogram":
+            # linear |STFT|**power, as the kind's name says; in dB power 1 and 2 would be identical
             self.spec = T.Spectrogram(power=cfg.power, **stft)
-            self.to_db = T.AmplitudeToDB(stype=stype, top_db=cfg.top_db)
+            self.to_db = None
         elif cfg.kind == "mfcc":
             melkwargs = {"n_mels": cfg.n_mels, "f_min": cfg.f_min, "f_max": cfg.f_max, **stft}
             self.spec = T.MFCC(sample_rate=sample_rate, n_mfcc=cfg.n_mfcc, melkwargs=melkwargs)
@@ -78,16 +86,83 @@ class CacheResult:
     shape: tuple[int, ...] = ()
 
 
-def _decode(args: tuple[str, int, int]) -> tuple[np.ndarray | None, str | None]:
-    path, sample_rate, n_samples = args
-    try:
-        return load_clip(path, sample_rate, n_samples), None
-    except AudioclfError as exc:
-        return None, str(exc)
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs to turn paths into feature rows (sent once per worker)."""
+
+    extractor: FeatureExtractor
+    sample_rate: int
+    n_samples: int
+    dtype: str
+
+
+_WORKER_JOB: _Job | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+    torch.set_num_threads(1)  # one process per core already; more threads would oversubscribe
+
+
+def _featurize(job: _Job, chunk: list[tuple[int, str]]) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
+    """Decode a chunk of (index, path) and compute its features in one batch.
+    Returns (kept indices, features (kept, C, F, T) in the cache dtype, [(index, reason)] skipped)."""
+    kept, waves, skipped = [], [], []
+    for i, path in chunk:
+        try:
+            waves.append(load_clip(path, job.sample_rate, job.n_samples))
+            kept.append(i)
+        except AudioclfError as exc:
+            skipped.append((i, str(exc)))
+    with torch.no_grad():
+        feats = job.extractor(torch.from_numpy(np.stack(waves))).numpy() if waves else None
+    if feats is None:
+        return kept, np.zeros((0,), dtype=job.dtype), skipped
+    with np.errstate(over="ignore"):  # overflow is checked right below, with a useful message
+        out = feats.astype(job.dtype)
+    if not np.isfinite(out).all():
+        row = int(np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))[0])
+        bad = dict(chunk)[kept[row]]
+        raise AudioclfError(
+            f"{bad}: features overflow features.dtype {job.dtype} (max {np.finfo(job.dtype).max:g}); "
+            "set features.dtype: float32, or use kind logmel (dB)"
+        )
+    return kept, out, skipped
+
+
+def _featurize_in_worker(chunk: list[tuple[int, str]]) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
+    if _WORKER_JOB is None:  # pragma: no cover - the pool initializer always runs first
+        raise RuntimeError("worker not initialised")
+    return _featurize(_WORKER_JOB, chunk)
 
 
 def default_workers(workers: int) -> int:
-    return workers if workers > 0 else max(1, os.cpu_count() or 1)
+    """0 = one per core available to this process."""
+    if workers > 0:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool(n_workers: int, job: _Job) -> ProcessPoolExecutor:
+    # fork: workers inherit the imported modules instead of re-importing torch (~2 s each)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(n_workers, multiprocessing.get_context(method), _init_worker, (job,))
+
+
+def _compact(tmp: Path, n_rows: int) -> None:
+    """Drop the unused tail rows (skipped files) of the .npy at `tmp`, streaming in chunks."""
+    full = np.load(tmp, mmap_mode="r")
+    part = tmp.with_name(tmp.name + ".compact")
+    out = np.lib.format.open_memmap(part, mode="w+", dtype=full.dtype, shape=(n_rows, *full.shape[1:]))
+    for start in range(0, n_rows, 1024):
+        out[start : start + 1024] = full[start : min(n_rows, start + 1024)]
+    out.flush()
+    del out, full
+    os.replace(part, tmp)
 
 
 def build_cache(
@@ -97,47 +172,44 @@ def build_cache(
     sample_rate: int,
     n_samples: int,
     dtype: str = "float16",
-    batch_size: int = 64,
+    batch_size: int = 32,
     workers: int = 0,
+    progress: bool = True,
 ) -> CacheResult:
-    """Decode every path (in `workers` processes), compute features in batches, and write one
-    (N, C, F, T) array to `out_path` atomically. Undecodable files are skipped and reported."""
+    """Decode and featurise every path in `workers` processes (0 = one per core), each taking
+    chunks of `batch_size` clips, and stream the rows into one contiguous (N, C, F, T) `.npy`
+    at `out_path`, renamed into place when complete. Undecodable files are skipped and reported;
+    nothing is normalised."""
     extractor = extractor.eval()
     with torch.no_grad():
-        probe = extractor(torch.zeros(1, n_samples))
-    item_shape = tuple(probe.shape[1:])
-    jobs = [(str(p), sample_rate, n_samples) for p in paths]
+        item_shape = tuple(extractor(torch.zeros(1, n_samples)).shape[1:])
+    job = _Job(extractor, sample_rate, n_samples, dtype)
+    indexed = [(i, str(p)) for i, p in enumerate(paths)]
+    chunks = [indexed[i : i + batch_size] for i in range(0, len(indexed), batch_size)]
     result = CacheResult(kept=[])
-    waves: list[np.ndarray] = []
-    chunks: list[np.ndarray] = []
-
-    def flush() -> None:
-        if waves:
-            with torch.no_grad():
-                feats = extractor(torch.from_numpy(np.stack(waves)))
-            chunks.append(feats.numpy().astype(dtype))
-            waves.clear()
-
-    n_workers = default_workers(workers)
-    pool = ProcessPoolExecutor(n_workers) if n_workers > 1 and len(jobs) > 64 else None
-    try:
-        decoded = pool.map(_decode, jobs, chunksize=16) if pool else map(_decode, jobs)
-        for i, (wave, error) in enumerate(tqdm(decoded, total=len(jobs), desc="features", unit="clip")):
-            if wave is None:
-                result.skipped.append({"path": str(paths[i]), "reason": error})
-                continue
-            result.kept.append(i)
-            waves.append(wave)
-            if len(waves) == batch_size:
-                flush()
-        flush()
-    finally:
-        if pool:
-            pool.shutdown()
-    array = np.concatenate(chunks) if chunks else np.zeros((0, *item_shape), dtype=dtype)
-    if not np.isfinite(array).all():
-        raise RuntimeError("feature bug: non-finite values in the cache")  # load_clip cleans inputs
-    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array))
-    result.shape = tuple(array.shape)
+    n_workers = min(default_workers(workers), len(chunks))
+    with atomic_path(out_path) as tmp:
+        if not paths:
+            with open(tmp, "wb") as fh:  # mmap cannot map an empty array; np.save(path) would add .npy
+                np.save(fh, np.zeros((0, *item_shape), dtype=dtype))
+            result.shape = (0, *item_shape)
+            return result
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(paths), *item_shape))
+        pool = _pool(n_workers, job) if n_workers > 1 else None
+        try:
+            done = pool.map(_featurize_in_worker, chunks) if pool else (_featurize(job, c) for c in chunks)
+            with tqdm(total=len(paths), desc="features", unit="clip", disable=not progress) as bar:
+                for kept, feats, skipped in done:
+                    out[len(result.kept) : len(result.kept) + len(kept)] = feats
+                    result.kept.extend(kept)
+                    result.skipped.extend({"path": str(paths[i]), "reason": r} for i, r in skipped)
+                    bar.update(len(kept) + len(skipped))
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+        out.flush()
+        del out  # unmap before the rename
+        if result.skipped:
+            _compact(tmp, len(result.kept))
+    result.shape = (len(result.kept), *item_shape)
     return result

@@ -15,7 +15,7 @@ SPLITS = ("train", "val", "test")
 
 def split_by_folds(meta: pd.DataFrame, test_fold: int, val_fold: int) -> dict[str, pd.DataFrame]:
     folds = pd.to_numeric(meta["fold"], errors="coerce")
-    available = sorted(folds.dropna().astype(int).unique())
+    available = sorted(int(f) for f in folds.dropna().unique())
     for key, fold in (("split.test_fold", test_fold), ("split.val_fold", val_fold)):
         if fold not in available:
             raise AudioclfError(
@@ -74,6 +74,10 @@ def make_splits(meta: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]
         parts = split_grouped(meta, cfg.val_frac, cfg.test_frac, cfg.seed)
     parts = {name: frame.sort_values("path").reset_index(drop=True) for name, frame in parts.items()}
     check_disjoint(parts)
+    if cfg.strategy == "group":
+        leaked = shared_groups(parts)
+        if leaked:
+            raise RuntimeError(f"split bug: group(s) {sorted(leaked)[:3]} are in more than one split")
     for name, frame in parts.items():
         if frame.empty:
             raise AudioclfError(f"split: the {name} split is empty; select more rows or change split params")
@@ -88,6 +92,18 @@ def check_disjoint(parts: dict[str, pd.DataFrame]) -> None:
             if path in seen:
                 raise RuntimeError(f"split bug: {path} is in both {seen[path]} and {name}")
             seen[path] = name
+
+
+def shared_groups(parts: dict[str, pd.DataFrame]) -> set[str]:
+    """Groups (speakers, source recordings) present in more than one split. Empty for the group
+    strategy; for others it measures the leak (e.g. FSDD's official split shares every speaker)."""
+    seen: dict[str, str] = {}
+    shared: set[str] = set()
+    for name, frame in parts.items():
+        for group in frame["group"].dropna().astype(str).unique():
+            if group and seen.setdefault(group, name) != name:
+                shared.add(group)
+    return shared
 
 
 def class_balance(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:

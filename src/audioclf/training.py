@@ -2,8 +2,16 @@
 shift + mixup, AdamW with a one-cycle (or warm-up/linear) schedule, early stopping on validation
 macro-F1 keeping the best epoch, and a per-epoch checkpoint for automatic resume.
 
-Every random draw comes from generators seeded by `train.seed` whose states are checkpointed, so
-a resumed run ends with the same weights as an uninterrupted one.
+Reproducibility: every random draw of epoch `e` on rank `r` comes from generators seeded by
+(train.seed, e, r) at the start of that epoch, and the shuffle is `DistributedSampler`'s
+(seed + epoch). The RNG state at any epoch boundary is therefore a function of the epoch number
+alone, so a checkpoint's epoch restores it exactly (CPU and CUDA alike), and a resumed run ends
+with the same weights as an uninterrupted one.
+
+Past one machine: given a `DistContext` of an initialised process group, the same loop runs under
+DDP: each rank trains on its `DistributedSampler` shard with `batch_size / world_size` rows per
+step (so the global batch and the schedule do not change), metrics are summed over ranks, and
+only rank 0 writes checkpoints and calls `on_epoch`.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import hashlib
 import json
 import math
 import os
+import pickle
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,35 +32,49 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from audioclf.config import AugmentConfig, TrainConfig, to_dict
+from audioclf.distributed import SINGLE, DistContext, all_reduce_sum, broadcast_buffers, wrap
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_path
-from audioclf.metrics import macro_f1
+from audioclf.metrics import confusion_matrix, per_class_scores
 from audioclf.models import Classifier, backbone_parameters, build_model
 
 CHECKPOINT_NAME = "last.pt"
 
 
-def select_device(preference: str) -> torch.device:
-    """`auto` → CUDA when present, else CPU. Asking for CUDA without one is a user error."""
+def select_device(preference: str, local_rank: int = 0) -> torch.device:
+    """`auto` → CUDA when present, else CPU. Asking for CUDA without one is a user error.
+    Under DDP each process takes the GPU of its local rank."""
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise AudioclfError("runtime.device is cuda but no CUDA device is visible; use auto or cpu")
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 
 
-def configure_threads(threads: int) -> int:
-    """0 = one intra-op thread per core (torch's default may be lower inside containers)."""
-    n = threads if threads > 0 else max(1, os.cpu_count() or 1)
+def available_cores() -> int:
+    """Cores this process may run on (the container's share, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_threads(threads: int, processes: int = 1) -> int:
+    """0 = the available cores shared among `processes` (DDP ranks on this host); torch's own
+    default can be lower inside containers or oversubscribe with several ranks."""
+    n = threads if threads > 0 else max(1, available_cores() // max(1, processes))
     torch.set_num_threads(n)
     return n
 
 
 def fit_normalization(x: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per (channel, freq bin) over the given rows and all frames, in float64."""
+    if len(rows) == 0:
+        raise AudioclfError("data/splits/train.csv: no training rows in the feature cache; check the split params")
     total = np.zeros(x.shape[1:3], dtype=np.float64)
     total_sq = np.zeros_like(total)
     count = 0
@@ -65,8 +89,8 @@ def fit_normalization(x: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tupl
 
 
 def spec_augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random time roll, then `freq_masks`/`time_masks` masks per clip (set to the clip's mean,
-    i.e. ~0 after normalisation). x: (B, C, F, T) normalised features."""
+    """Random time roll, then `freq_masks`/`time_masks` masks per clip (set to 0, i.e. the
+    training mean, since x is normalised). x: (B, C, F, T). Training only."""
     b, _, n_freq, n_time = x.shape
     if cfg.time_shift > 0:
         max_shift = max(1, int(cfg.time_shift * n_time))
@@ -93,10 +117,25 @@ class EpochStats:
     epoch: int
     train_loss: float
     train_accuracy: float
+    train_f1_macro: float  # against the un-mixed labels, on augmented inputs
     val_loss: float
     val_accuracy: float
     val_f1_macro: float
     lr: float
+
+
+@dataclass
+class Timing:
+    """Wall time of the training steps, split into waiting for the batch and the rest (forward,
+    backward, optimiser). Validation is not included."""
+
+    data_s: float = 0.0
+    step_s: float = 0.0
+    steps: int = 0
+
+    @property
+    def data_fraction(self) -> float:
+        return self.data_s / self.step_s if self.step_s > 0 else 0.0
 
 
 @dataclass
@@ -107,6 +146,7 @@ class TrainResult:
     best_val_accuracy: float
     history: list[EpochStats] = field(default_factory=list)
     resumed_from: int | None = None
+    timing: Timing = field(default_factory=Timing)
 
 
 def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
@@ -124,24 +164,40 @@ def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_st
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _batches(x: np.ndarray, rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+def _batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Consecutive batches; a trailing single row joins the previous batch (BatchNorm cannot
+    train on one clip once the spatial size has pooled down to 1x1)."""
+    out = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    if len(out) > 1 and len(out[-1]) == 1:
+        out[-2:] = [np.concatenate(out[-2:])]
+    return out
 
 
-def _load(x: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+def load_batch(x: np.ndarray, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows of the (memory-mapped) cache as float32 on `device`, in the requested order."""
     # sorted reads are sequential on a memmap; restore the requested order afterwards
     order = np.argsort(rows, kind="stable")
     block = np.empty((len(rows), *x.shape[1:]), dtype=np.float32)
     block[order] = x[rows[order]]
-    return torch.from_numpy(block).to(device, non_blocking=True)
+    tensor = torch.from_numpy(block)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()  # page-locked, so the copy below runs asynchronously
+    return tensor.to(device, non_blocking=True)
+
+
+def steps_per_epoch(n_train: int, batch_size: int, ctx: DistContext = SINGLE) -> int:
+    """Optimiser steps per epoch, the same on every rank (DistributedSampler pads the shards)."""
+    per_rank = math.ceil(n_train / ctx.world_size)
+    return len(_batches(np.arange(per_rank), max(1, batch_size // ctx.world_size)))
 
 
 @torch.no_grad()
 def predict_logits(
     model: nn.Module, x: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int = 256
 ) -> np.ndarray:
+    """Logits (len(rows), n_classes) in eval mode: no augmentation, BatchNorm running stats."""
     model.eval()
-    out = [model(_load(x, chunk, device)).float().cpu().numpy() for chunk in _batches(x, rows, batch_size)]
+    out = [model(load_batch(x, chunk, device)).float().cpu().numpy() for chunk in _batches(rows, batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -161,22 +217,63 @@ def can_resume(checkpoint_dir: Path, run_id: str) -> bool:
         return False
     try:
         return torch.load(path, map_location="cpu", weights_only=True).get("fingerprint") == run_id
-    except (RuntimeError, EOFError, ValueError, KeyError):
+    except (RuntimeError, EOFError, ValueError, KeyError, OSError, pickle.UnpicklingError):
         return False  # a torn or foreign checkpoint: start afresh
 
 
-def _rng_state(gen: torch.Generator, np_rng: np.random.Generator) -> dict:
-    return {
-        "gen": gen.get_state(),
-        "torch": torch.get_rng_state(),
-        "numpy": json.dumps(np_rng.bit_generator.state),
-    }
+def epoch_generators(seed: int, epoch: int, rank: int) -> tuple[torch.Generator, np.random.Generator]:
+    """Fresh generators for one epoch of one rank, and the global torch seed (dropout) likewise."""
+    entropy = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    torch.manual_seed(entropy)  # dropout draws from the global generator (CUDA's too)
+    return torch.Generator().manual_seed(entropy), np.random.default_rng([seed, epoch, rank])
 
 
-def _set_rng_state(state: dict, gen: torch.Generator, np_rng: np.random.Generator) -> None:
-    gen.set_state(state["gen"])
-    torch.set_rng_state(state["torch"])
-    np_rng.bit_generator.state = json.loads(state["numpy"])
+def mixup_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    cfg: TrainConfig,
+    weights: torch.Tensor | None,
+    lam: float = 1.0,
+    partner: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy (label smoothing, class weights), mixed over the mixup partners."""
+    loss = F.cross_entropy(logits, targets, weight=weights, label_smoothing=cfg.label_smoothing)
+    if partner is not None:
+        mixed = F.cross_entropy(logits, targets[partner], weight=weights, label_smoothing=cfg.label_smoothing)
+        loss = lam * loss + (1 - lam) * mixed
+    return loss
+
+
+def _scores(cm: np.ndarray) -> tuple[float, float]:
+    """(accuracy, macro-F1 over the classes present) of a confusion matrix."""
+    scores = per_class_scores(cm)
+    present = scores["support"] > 0
+    f1 = float(scores["f1"][present].mean()) if present.any() else 0.0
+    return float(np.trace(cm) / max(1, cm.sum())), f1
+
+
+@torch.no_grad()
+def _validate(
+    model: Classifier,
+    x: np.ndarray,
+    y: np.ndarray,
+    val_rows: np.ndarray,
+    n_classes: int,
+    device: torch.device,
+    ctx: DistContext,
+) -> tuple[float, float, float]:
+    """(loss, accuracy, macro-F1) on the validation rows; each rank scores its shard and the
+    confusion matrices and loss sums are added up over ranks."""
+    shard = val_rows[ctx.rank :: ctx.world_size]
+    logits = predict_logits(model, x, shard, device) if len(shard) else np.zeros((0, n_classes), np.float32)
+    true = y[shard]
+    loss_sum = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(true), reduction="sum") if len(shard) else 0
+    cm = torch.from_numpy(confusion_matrix(true, logits.argmax(1), n_classes)).to(device)
+    total = torch.tensor([float(loss_sum), float(len(shard))], dtype=torch.float64, device=device)
+    all_reduce_sum(cm, ctx)
+    all_reduce_sum(total, ctx)
+    accuracy, f1 = _scores(cm.cpu().numpy())
+    return float(total[0] / max(1.0, float(total[1]))), accuracy, f1
 
 
 def train_model(
@@ -189,11 +286,17 @@ def train_model(
     device: torch.device,
     checkpoint_dir: Path | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    *,
+    ctx: DistContext = SINGLE,
+    progress: bool = True,
 ) -> TrainResult:
-    """x: (N, C, F, T) features (a memmap is fine), y: (N,) class ids. Rows index into both."""
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    np_rng = np.random.default_rng(cfg.seed)
+    """x: (N, C, F, T) features (a memmap is fine), y: (N,) class ids. Rows index into both.
+
+    `on_epoch` sees every epoch once, in order: on resume the epochs restored from the
+    checkpoint are replayed first. Under DDP (`ctx.enabled`, process group initialised) every
+    rank calls this with the same arguments; only rank 0 writes the checkpoint and calls
+    `on_epoch`."""
+    torch.manual_seed(cfg.seed)  # the initial weights: identical on every rank
     n_classes = len(classes)
     mean, std = fit_normalization(x, train_rows)
     model = build_model(
@@ -201,13 +304,16 @@ def train_model(
         channels=cfg.channels, dropout=cfg.dropout, pretrained=cfg.pretrained,
     ).to(device)  # fmt: skip
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
-    scheduler = _make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
+    sampler = DistributedSampler(
+        range(len(train_rows)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
+    )  # pads the permutation so every rank takes the same number of steps (DDP needs that)
+    rank_batch = max(1, cfg.batch_size // ctx.world_size)
+    scheduler = _make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch(len(train_rows), cfg.batch_size, ctx))
     weights = None
     if cfg.class_weights:
         counts = np.bincount(y[train_rows], minlength=n_classes).astype(np.float32)
         weights = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / n_classes).to(device)
-    use_amp = device.type == "cuda"
+    use_amp = device.type == "cuda"  # bf16 autocast: no loss scaling needed, unlike fp16
 
     result = TrainResult(model=model, best_epoch=0, best_val_f1=-1.0, best_val_accuracy=0.0)
     best_state = copy.deepcopy(model.state_dict())
@@ -215,31 +321,42 @@ def train_model(
     run_id = fingerprint(cfg, tuple(x.shape), classes, train_rows)
     ckpt_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
     if checkpoint_dir and can_resume(checkpoint_dir, run_id):
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         best_state = ckpt["best_state"]
-        _set_rng_state(ckpt["rng"], gen, np_rng)
         result.best_epoch, result.best_val_f1 = ckpt["best_epoch"], ckpt["best_val_f1"]
         result.best_val_accuracy = ckpt["best_val_accuracy"]
         result.history = [EpochStats(**h) for h in ckpt["history"]]
         bad_epochs, start_epoch = ckpt["bad_epochs"], ckpt["epoch"] + 1
         result.resumed_from = ckpt["epoch"]
+        if ctx.is_main and on_epoch:
+            for stats in result.history:  # replay, so loggers see every epoch whatever DVC deleted
+                on_epoch(stats)
 
     frozen = backbone_parameters(cfg.model, model.net) if cfg.freeze_epochs > 0 else []
-    bar = tqdm(total=cfg.epochs, initial=start_epoch - 1, desc="train", unit="epoch")
+    net, net_frozen = model.net, None
+    bar = tqdm(total=cfg.epochs, initial=start_epoch - 1, desc="train", unit="epoch", disable=not progress)
     for epoch in range(start_epoch, cfg.epochs + 1):
         if bad_epochs >= cfg.patience:
             break
+        freeze = epoch <= cfg.freeze_epochs and bool(frozen)
         for p in frozen:
-            p.requires_grad_(epoch > cfg.freeze_epochs)
+            p.requires_grad_(not freeze)
+        if net_frozen is not freeze:  # DDP syncs the params that needed grads when it was built
+            net, net_frozen = wrap(model.net, ctx, device), freeze
+        gen, np_rng = epoch_generators(cfg.seed, epoch, ctx.rank)
+        sampler.set_epoch(epoch)
+        perm = train_rows[np.fromiter(iter(sampler), dtype=np.int64)]
         model.train()
-        perm = train_rows[torch.randperm(len(train_rows), generator=gen).numpy()]
-        loss_sum, correct, seen = 0.0, 0, 0
-        for rows in _batches(x, perm, cfg.batch_size):
-            feats = _load(x, rows, device)
-            targets = torch.from_numpy(y[rows]).to(device)
+        loss_sum, seen = 0.0, 0
+        cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+        for rows in _batches(perm, rank_batch):
+            t0 = time.perf_counter()
+            feats = load_batch(x, rows, device)
+            targets = torch.from_numpy(y[rows]).to(device, non_blocking=True)
+            t1 = time.perf_counter()
             # augment in normalised space (a mask is then the training mean), feed model.net
             feats = spec_augment((feats - model.mean) / model.std, cfg.augment, gen)
             lam, partner = 1.0, None
@@ -248,13 +365,9 @@ def train_model(
                 partner = torch.randperm(len(rows), generator=gen).to(device)
                 feats = lam * feats + (1 - lam) * feats[partner]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model.net(feats)
+                logits = net(feats)
             logits = logits.float()
-            loss = F.cross_entropy(logits, targets, weight=weights, label_smoothing=cfg.label_smoothing)
-            if partner is not None:
-                loss = lam * loss + (1 - lam) * F.cross_entropy(
-                    logits, targets[partner], weight=weights, label_smoothing=cfg.label_smoothing
-                )
+            loss = mixup_loss(logits, targets, cfg, weights, lam, partner)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -262,20 +375,25 @@ def train_model(
             optimizer.step()
             scheduler.step()
             loss_sum += float(loss.detach()) * len(rows)
-            correct += int((logits.argmax(1) == targets).sum())
+            cm += confusion_matrix(y[rows], logits.detach().argmax(1).cpu().numpy(), n_classes)
             seen += len(rows)
+            result.timing.data_s += t1 - t0
+            result.timing.step_s += time.perf_counter() - t0
+            result.timing.steps += 1
 
-        val_logits = predict_logits(model, x, val_rows, device)
-        val_true = y[val_rows]
-        val_pred = val_logits.argmax(1)
-        val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_true)))
+        train_cm = all_reduce_sum(torch.from_numpy(cm).to(device), ctx).cpu().numpy()
+        train_total = all_reduce_sum(torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=device), ctx)
+        train_accuracy, train_f1 = _scores(train_cm)
+        broadcast_buffers(model, ctx)
+        val_loss, val_accuracy, val_f1 = _validate(model, x, y, val_rows, n_classes, device, ctx)
         stats = EpochStats(
             epoch=epoch,
-            train_loss=loss_sum / seen,
-            train_accuracy=correct / seen,
+            train_loss=float(train_total[0] / train_total[1]),
+            train_accuracy=train_accuracy,
+            train_f1_macro=train_f1,
             val_loss=val_loss,
-            val_accuracy=float(np.mean(val_pred == val_true)),
-            val_f1_macro=macro_f1(val_true, val_pred, n_classes),
+            val_accuracy=val_accuracy,
+            val_f1_macro=val_f1,
             lr=float(scheduler.get_last_lr()[0]),
         )
         result.history.append(stats)
@@ -288,9 +406,9 @@ def train_model(
             bad_epochs += 1
         bar.update(1)
         bar.set_postfix(loss=f"{stats.train_loss:.3f}", val_f1=f"{stats.val_f1_macro:.3f}")
-        if on_epoch:
+        if ctx.is_main and on_epoch:
             on_epoch(stats)
-        if ckpt_path:
+        if ctx.is_main and ckpt_path:
             ckpt = {
                 "fingerprint": run_id,
                 "epoch": epoch,
@@ -303,12 +421,14 @@ def train_model(
                 "best_val_accuracy": result.best_val_accuracy,
                 "bad_epochs": bad_epochs,
                 "history": [dataclasses.asdict(h) for h in result.history],
-                "rng": _rng_state(gen, np_rng),
+                # no RNG states: epoch_generators and the sampler rebuild them from `epoch` exactly
             }
             with atomic_path(ckpt_path) as tmp:
                 torch.save(ckpt, tmp)
 
     bar.close()
+    for p in frozen:
+        p.requires_grad_(True)  # a run that ends inside freeze_epochs still returns a trainable model
     model.load_state_dict(best_state)
     model.eval()
     return result

@@ -26,9 +26,21 @@ from audioclf.training import configure_threads
 PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
 
 
-def load_waves(raw: Path, frame: pd.DataFrame, sample_rate: int, n_samples: int, desc: str) -> np.ndarray:
-    waves = [load_clip(raw / p, sample_rate, n_samples) for p in tqdm(frame["path"], desc=desc, unit="clip")]
-    return np.stack(waves) if waves else np.zeros((0, n_samples), dtype=np.float32)
+def load_waves(
+    raw: Path, frame: pd.DataFrame, sample_rate: int, n_samples: int, desc: str
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The clips of `frame` that decode, and those rows. Undecodable files were already counted,
+    listed and bounded by the features stage (meta.json `skipped`), which evaluate drops too;
+    failing here instead would block deployment on a file the rest of the pipeline accepted."""
+    waves, kept = [], []
+    for i, path in enumerate(tqdm(frame["path"], desc=desc, unit="clip")):
+        try:
+            waves.append(load_clip(raw / path, sample_rate, n_samples))
+            kept.append(i)
+        except AudioclfError:
+            continue
+    array = np.stack(waves) if waves else np.zeros((0, n_samples), dtype=np.float32)
+    return array, frame.iloc[kept]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,10 +60,15 @@ def main(argv: list[str] | None = None) -> None:
 
     test = read_split(args.splits, "test")
     test = test[test["label"].isin(classes)]
+    n_listed = len(test)
     train = read_split(args.splits, "train")
     calib_rows = train.sample(n=min(q.calibration_samples, len(train)), random_state=0)
-    test_waves = load_waves(args.raw, test, sample_rate, n_samples, "test audio")
-    calib_waves = load_waves(args.raw, calib_rows, sample_rate, n_samples, "calibration audio")
+    test_waves, test = load_waves(args.raw, test, sample_rate, n_samples, "test audio")
+    calib_waves, _ = load_waves(args.raw, calib_rows, sample_rate, n_samples, "calibration audio")
+    if len(test_waves) == 0 or len(calib_waves) == 0:
+        raise AudioclfError(
+            f"{args.splits}: no decodable test or training clips under {args.raw}; rerun dvc repro download split"
+        )
     y_true = test["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
 
     with torch.no_grad():
@@ -115,18 +132,16 @@ def main(argv: list[str] | None = None) -> None:
     deployed.with_suffix(".onnx.part").replace(deployed)
     write_json(
         args.models / "model.onnx.json",
-        {
-            "classes": classes,
-            "sample_rate": sample_rate,
-            "duration_s": meta["duration_s"],
-            "n_samples": n_samples,
-            "input": export.INPUT_NAME,
-            "output": export.OUTPUT_NAME,
-            "variant": q.deploy,
-            "architecture": meta["architecture"],
-            "feature_params": meta["feature_params"],
-            "test_f1_macro": report[q.deploy]["f1_macro"],
-        },
+        export.deployment_sidecar(
+            classes,
+            sample_rate,
+            meta["duration_s"],
+            n_samples,
+            q.deploy,
+            architecture=meta["architecture"],
+            feature_params=meta["feature_params"],
+            test_f1_macro=report[q.deploy]["f1_macro"],
+        ),
     )
     write_json(args.metrics / "quantize.json", report)
     lines = [
@@ -135,4 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         f"({report[v]['speedup_vs_torch_b1']:.2f}x torch at b1)"
         for v in q.variants
     ]
-    say("quantize", f"deployed {q.deploy} → {deployed}; torch eager b1 {torch_b1:.2f} ms\n" + "\n".join(lines))
+    say(
+        "quantize",
+        f"deployed {q.deploy} → {deployed}; {len(test)} test clips ({n_listed - len(test)} undecodable skipped); "
+        f"torch eager b1 {torch_b1:.2f} ms\n" + "\n".join(lines),
+    )

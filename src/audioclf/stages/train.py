@@ -1,26 +1,51 @@
 """train: fit the model chosen in params on the cached features of the train split; keep the
-epoch with the best validation macro-F1. Writes models/model.pt + model.json and DVCLive logs."""
+epoch with the best validation macro-F1. Writes models/model.pt + model.json and DVCLive logs.
+
+With `runtime.nproc > 1` the stage re-launches itself under torchrun (DDP, one process per
+rank); rank 0 alone writes the model, the checkpoints and the DVCLive logs."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
-from audioclf.cache import load_cache, read_split
-from audioclf.config import to_dict
+import numpy as np
+import torch
+
+from audioclf import distributed
+from audioclf.cache import FeatureCache, load_cache, read_split
+from audioclf.config import Params, to_dict
 from audioclf.modelio import save_model
+from audioclf.models import check_model_name
 from audioclf.stages.common import params, parser, say
 from audioclf.training import (
     EpochStats,
-    can_resume,
+    TrainResult,
     configure_threads,
-    fingerprint,
     select_device,
     train_model,
 )
 
+MODULE_ARGV = ("audioclf.cli", "stage", "train")  # how torchrun re-enters this stage
 
-def main(argv: list[str] | None = None) -> None:
+
+def log_metrics(live: Any, stats: EpochStats) -> None:
+    """One DVCLive step per epoch (step = epoch - 1): train/{loss,accuracy,f1_macro}, val/{...}, lr."""
+    live.step = stats.epoch - 1
+    for key, value in dataclasses.asdict(stats).items():
+        if key != "epoch":
+            split, _, metric = key.partition("_")
+            live.log_metric(f"{split}/{metric}" if split in ("train", "val") else key, value)
+    live.next_step()
+
+
+def main(argv: list[str] | None = None) -> int | None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = parser("train", __doc__)
     p.add_argument("--features", type=Path, default=Path("data/features"))
     p.add_argument("--splits", type=Path, default=Path("data/splits"))
@@ -28,41 +53,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--live", type=Path, default=Path("metrics/train"))
     args = p.parse_args(argv)
     cfg = params(args)
-    from dvclive import Live
+    check_model_name(cfg.train.model)
+    ctx = distributed.context_from_env(os.environ)
+    if cfg.runtime.nproc > 1 and not ctx.enabled:
+        say("train", f"launching {cfg.runtime.nproc} processes under torchrun (runtime.nproc)")
+        return distributed.launch(cfg.runtime.nproc, [*MODULE_ARGV, *argv])
 
     cache = load_cache(args.features)
     train_rows = cache.rows_for(read_split(args.splits, "train"), "train")
     val_rows = cache.rows_for(read_split(args.splits, "val"), "val")
-    device = select_device(cfg.runtime.device)
-    threads = configure_threads(cfg.runtime.threads)
-    checkpoints = args.models / "checkpoints"
-    labels = cache.labels()
-    run_id = fingerprint(cfg.train, tuple(cache.x.shape), cache.classes, train_rows)
-    resuming = can_resume(checkpoints, run_id)
-
-    with Live(str(args.live), dvcyaml=False, save_dvc_exp=False, resume=resuming) as live:
-
-        def log_epoch(stats: EpochStats) -> None:
-            for key, value in dataclasses.asdict(stats).items():
-                if key != "epoch":
-                    split, _, metric = key.partition("_")
-                    live.log_metric(f"{split}/{metric}" if split in ("train", "val") else key, value)
-            live.next_step()
-
-        result = train_model(
-            cache.x, labels, train_rows, val_rows, cache.classes, cfg.train, device,
-            checkpoint_dir=checkpoints, on_epoch=log_epoch,
-        )  # fmt: skip
-        # the summary DVC shows is the shipped (best) epoch, not the last one
-        live.summary = {
-            "best": {
-                "epoch": result.best_epoch,
-                "val_f1_macro": result.best_val_f1,
-                "val_accuracy": result.best_val_accuracy,
-            },
-            "epochs_run": len(result.history),
-        }
-        live.make_summary()
+    device = select_device(cfg.runtime.device, ctx.local_rank)
+    threads = configure_threads(cfg.runtime.threads, processes=ctx.world_size)
+    distributed.init_process_group(ctx, device)
+    try:
+        result = _train(args, cfg, cache, train_rows, val_rows, device, ctx)
+    finally:
+        distributed.destroy_process_group()
+    if not ctx.is_main:
+        return None
 
     sidecar = {
         "architecture": cfg.train.model,
@@ -82,11 +90,51 @@ def main(argv: list[str] | None = None) -> None:
         "best_epoch": result.best_epoch,
         "best_val_f1_macro": result.best_val_f1,
         "device": str(device),
+        "processes": ctx.world_size,
     }
     save_model(result.model.cpu(), sidecar, args.models)
     resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
+    where = f"{ctx.world_size} × {device.type}" if ctx.enabled else str(device)
     say(
         "train",
-        f"{cfg.train.model} on {device} ({threads} threads): best epoch {result.best_epoch}/"
+        f"{cfg.train.model} on {where} ({threads} threads each): best epoch {result.best_epoch}/"
         f"{len(result.history)} val macro-F1 {result.best_val_f1:.4f}{resumed} → {args.models}",
     )
+    return None
+
+
+def _train(
+    args: argparse.Namespace,
+    cfg: Params,
+    cache: FeatureCache,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    device: torch.device,
+    ctx: distributed.DistContext,
+) -> TrainResult:
+    """Run training with DVCLive on rank 0 (other ranks log nothing)."""
+    if ctx.is_main:
+        from dvclive import Live
+
+        # always a fresh log: a resumed train_model replays the checkpoint's epochs into it
+        live_cm = Live(str(args.live), dvcyaml=False, save_dvc_exp=False)
+    else:
+        live_cm = contextlib.nullcontext()
+    with live_cm as live:
+        result = train_model(
+            cache.x, cache.labels(), train_rows, val_rows, cache.classes, cfg.train, device,
+            checkpoint_dir=args.models / "checkpoints", on_epoch=(lambda s: log_metrics(live, s)) if live else None,
+            ctx=ctx, progress=ctx.is_main,
+        )  # fmt: skip
+        if live:
+            # the summary DVC shows is the shipped (best) epoch, not the last one
+            live.summary = {
+                "best": {
+                    "epoch": result.best_epoch,
+                    "val_f1_macro": result.best_val_f1,
+                    "val_accuracy": result.best_val_accuracy,
+                },
+                "epochs_run": len(result.history),
+            }
+            live.make_summary()
+    return result

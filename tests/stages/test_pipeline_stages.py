@@ -1,0 +1,93 @@
+"""Every stage in-process on the tiny config (the session fixture `tiny_run` runs them once)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from audioclf.audio import load_clip
+from audioclf.config import DESIGN_EVAL_KEYS, FeaturesConfig
+from audioclf.features import FeatureExtractor
+from audioclf.stages import split as split_stage
+from tests.helpers import write_params
+
+
+def test_download_writes_metadata_manifest_and_only_selected_audio(tiny_run):
+    raw = tiny_run / "data" / "raw"
+    meta = pd.read_csv(raw / "metadata.csv")
+    assert set(meta["label"]) == {"whistle", "buzz", "clicks"} and len(meta) == 30
+    assert len(list(raw.rglob("*.wav"))) == 30
+    assert len(pd.read_csv(raw / "manifest.csv")) == 30
+
+
+def test_split_is_by_fold_and_disjoint(tiny_run):
+    parts = {n: pd.read_csv(tiny_run / "data" / "splits" / f"{n}.csv") for n in ("train", "val", "test")}
+    assert set(parts["test"]["fold"]) == {5} and set(parts["val"]["fold"]) == {4}
+    all_paths = pd.concat(parts.values())["path"]
+    assert all_paths.is_unique and len(all_paths) == 30
+
+
+def test_features_are_one_contiguous_unnormalised_array(tiny_run):
+    feats = tiny_run / "data" / "features"
+    x = np.load(feats / "features.npy", mmap_mode="r")
+    meta = json.loads((feats / "meta.json").read_text())
+    index = pd.read_csv(feats / "index.csv")
+    assert x.shape == (30, 1, 32, 101) and x.dtype == np.float16
+    assert list(x.shape) == meta["shape"] and len(index) == 30
+    assert meta["classes"] == ["buzz", "clicks", "whistle"] and meta["sample_rate"] == 16000
+    # row 3 is exactly the library feature function of that clip, not normalised
+    cfg = FeaturesConfig(**meta["features"])
+    wave = load_clip(tiny_run / "data" / "raw" / index["path"][3], 16000, meta["n_samples"])
+    with torch.no_grad():
+        expected = FeatureExtractor(cfg, 16000)(torch.from_numpy(wave)[None])[0].numpy()
+    np.testing.assert_allclose(np.asarray(x[3], dtype=np.float32), expected, atol=0.05, rtol=1e-3)
+
+
+def test_train_writes_model_sidecar_and_learning_curves(tiny_run):
+    sidecar = json.loads((tiny_run / "models" / "model.json").read_text())
+    assert sidecar["architecture"] == "convnet" and sidecar["input_shape"] == [1, 32, 101]
+    assert len(sidecar["normalization"]["mean"][0]) == 32
+    assert (tiny_run / "models" / "model.pt").is_file()
+    assert (tiny_run / "models" / "checkpoints" / "last.pt").is_file()
+    summary = json.loads((tiny_run / "metrics" / "train" / "metrics.json").read_text())
+    assert 1 <= summary["best"]["epoch"] <= 3 and 0 <= summary["best"]["val_f1_macro"] <= 1
+    loss = pd.read_csv(tiny_run / "metrics" / "train" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
+    assert len(loss) == 3 and loss["loss"].iloc[-1] < loss["loss"].iloc[0]  # it learned something
+
+
+def test_evaluate_writes_design_metric_keys_and_plots(tiny_run):
+    metrics = tiny_run / "metrics"
+    head = json.loads((metrics / "eval.json").read_text())["test"]
+    assert set(head) == set(DESIGN_EVAL_KEYS)
+    assert head["n"] == 6 and 0 <= head["f1_macro"] <= 1
+    per_class = json.loads((metrics / "per_class.json").read_text())
+    assert set(per_class) == {"buzz", "clicks", "whistle"}
+    confusion = pd.read_csv(metrics / "plots" / "confusion.csv")
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 6
+    assert (metrics / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(pd.read_csv(metrics / "mistakes.csv").columns)[:4] == ["path", "actual", "predicted", "probability"]
+
+
+def test_quantize_reports_variants_and_deploys_with_sidecar(tiny_run):
+    report = json.loads((tiny_run / "metrics" / "quantize.json").read_text())
+    assert report["deployed"] == "fp32"
+    for variant in ("fp32", "int8_static"):
+        row = report[variant]
+        assert row["size_mb"] > 0 and row["latency_ms_b1"] > 0 and 0 <= row["f1_macro"] <= 1
+    assert report["fp32"]["argmax_agreement"] == 1.0 and report["fp32"]["max_abs_diff"] < 1e-3
+    assert report["int8_static"]["size_mb"] < report["fp32"]["size_mb"]
+    sidecar = json.loads((tiny_run / "models" / "model.onnx.json").read_text())
+    assert sidecar["classes"] == ["buzz", "clicks", "whistle"] and sidecar["n_samples"] == 16000
+    assert (tiny_run / "models" / "model.onnx").stat().st_size == pytest.approx(
+        report["fp32"]["size_mb"] * 1e6, rel=1e-3
+    )
+
+
+def test_split_stage_error_when_download_missing(tmp_path, monkeypatch):
+    from audioclf.errors import AudioclfError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AudioclfError, match="run the download stage first"):
+        split_stage.main(["--params", str(write_params(tmp_path / "params.yaml"))])

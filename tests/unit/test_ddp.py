@@ -1,0 +1,129 @@
+"""DistributedDataParallel on CPU (gloo): two processes with half a batch each give the
+single-process gradient, and the train stage runs under torchrun writing its outputs once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch._dynamo  # DDP imports it lazily (seconds); forked ranks then inherit it
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+
+from audioclf.config import TrainConfig
+from audioclf.distributed import DistContext, context_from_env, torchrun_command, wrap
+from audioclf.models import build_model
+from audioclf.training import mixup_loss
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+CFG = TrainConfig(channels=[4, 8], label_smoothing=0.1)
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(8, 1, 16, 20, generator=gen), torch.arange(8) % 4
+
+
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = build_model("convnet", 1, 4, torch.zeros(1, 16), torch.ones(1, 16), channels=[4, 8], dropout=0.0)
+    return m.eval()  # BatchNorm in eval mode: batch statistics would differ between halves
+
+
+def grads(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+
+
+def _rank(rank: int, rendezvous: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=2)
+    ctx = DistContext(rank, 2, rank)
+    m = model()
+    net = wrap(m.net, ctx, torch.device("cpu"))
+    x, y = batch()
+    half = slice(4 * rank, 4 * rank + 4)
+    mixup_loss(net(x[half]), y[half], CFG, None).backward()  # DDP averages the gradients over ranks
+    if rank == 0:
+        torch.save(grads(m.net), out)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_with_half_a_batch_each_give_the_whole_batch_gradient(tmp_path):
+    out = tmp_path / "ddp_grads.pt"
+    # fork: the ranks inherit the imported modules instead of importing torch again
+    mp.start_processes(_rank, (f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=2, start_method="fork")
+    m = model()
+    x, y = batch()
+    mixup_loss(m.net(x), y, CFG, None).backward()
+    ref, ddp = grads(m.net), torch.load(out, weights_only=True)
+    assert ref.keys() == ddp.keys()
+    for name in ref:
+        torch.testing.assert_close(ddp[name], ref[name], rtol=1e-5, atol=1e-6)
+
+
+def test_torchrun_environment_is_read_once_by_the_stage():
+    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "x", "MASTER_PORT": "1"}
+    assert context_from_env(env) == DistContext(1, 2, 1)
+    assert not context_from_env({}).enabled and context_from_env({}).is_main
+    cmd = torchrun_command(3, ["audioclf.cli", "stage", "train"])
+    assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=3" in cmd
+    assert cmd[-4:] == ["-m", "audioclf.cli", "stage", "train"]
+
+
+def write_tiny_project(root: Path, n: int = 48, n_classes: int = 4, **runtime: object) -> list[str]:
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % n_classes
+    x = rng.normal(0.0, 1.0, (n, 1, 16, 20)) - 40.0
+    for i, c in enumerate(y):
+        x[i, 0, 4 * c : 4 * c + 3, :] += 6.0
+    classes = [f"c{i}" for i in range(n_classes)]
+    feats, splits = root / "features", root / "splits"
+    feats.mkdir(parents=True)
+    splits.mkdir()
+    np.save(feats / "features.npy", x.astype(np.float16))
+    index = pd.DataFrame({"row": range(n), "path": [f"a/{i}.wav" for i in range(n)], "label": [classes[c] for c in y]})
+    index["fold"], index["group"] = np.arange(n) % 4 + 1, ""
+    index.to_csv(feats / "index.csv", index=False)
+    meta = {"features": {}, "sample_rate": 8000, "duration_s": 0.25, "n_samples": 2000, "classes": classes}
+    (feats / "meta.json").write_text(json.dumps({**meta, "shape": list(x.shape), "skipped": []}))
+    index[index.fold <= 3].to_csv(splits / "train.csv", index=False)
+    index[index.fold == 4].to_csv(splits / "val.csv", index=False)
+    params = {
+        "train": {"channels": [4, 8], "epochs": 3, "batch_size": 8, "lr": 0.01},
+        "runtime": {"device": "cpu", "threads": 1, **runtime},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return [
+        "--params", str(root / "params.yaml"), "--features", str(feats), "--splits", str(splits),
+        "--models", str(root / "models"), "--live", str(root / "metrics" / "train"),
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_stage_relaunches_under_torchrun_and_rank0_writes_once(tmp_path):
+    argv = write_tiny_project(tmp_path, nproc=2)
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "audioclf.cli", "stage", "train", *argv],
+        env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    summaries = [line for line in run.stdout.splitlines() if "val macro-F1" in line]
+    assert len(summaries) == 1 and "2 × cpu" in summaries[0], run.stdout
+    sidecar = json.loads((tmp_path / "models" / "model.json").read_text())
+    assert sidecar["processes"] == 2 and (tmp_path / "models" / "model.pt").is_file()
+    plots = tmp_path / "metrics" / "train" / "plots" / "metrics"
+    for name in ("train/loss", "train/f1_macro", "val/accuracy", "val/f1_macro"):
+        rows = (plots / f"{name}.tsv").read_text().splitlines()
+        assert [r.split("\t")[0] for r in rows[1:]] == ["0", "1", "2"], name  # one row per epoch
+    assert json.loads((tmp_path / "metrics" / "train" / "metrics.json").read_text())["epochs_run"] == 3
+    assert [p.name for p in (tmp_path / "models" / "checkpoints").iterdir()] == ["last.pt"]
