@@ -73,7 +73,7 @@ def scan_tar(path: Path, capture: tuple[str, ...] = ()) -> ArchiveIndex:
                 members.append(name)
                 if matches(name, capture):
                     fh = tar.extractfile(member)
-                    texts[name] = fh.read().decode("utf-8") if fh else ""
+                    texts[name] = fh.read().decode("utf-8-sig", errors="replace") if fh else ""
     except _READ_ERRORS as exc:
         raise AudioclfError(
             f"{path}: not a readable tar archive ({' '.join(str(exc).split())[:120]}); delete it to download again"
@@ -105,9 +105,12 @@ def extract_members(
     wanted: dict[str, Path],
     validate: Callable[[Path], None],
     done: Callable[[str, Path], None],
+    reject: Callable[[str, str], None] | None = None,
 ) -> None:
     """Stream through the archive once and write member `name` to `wanted[name]` (temp file,
-    `validate`, rename), calling `done(name, dest)` after each. Stops early when all are out."""
+    `validate`, rename), calling `done(name, dest)` after each. Stops early when all are out.
+    A member that fails `validate` (not usable audio) is not kept: with `reject`, it is reported
+    as `reject(name, reason)` and the extraction goes on; without, it stops the run."""
     remaining = dict(wanted)
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -121,15 +124,18 @@ def extract_members(
                 source = tar.extractfile(member)
                 if source is None:  # pragma: no cover - isfile() members always have data
                     raise AudioclfError(f"{path}: member {name!r} has no data; delete the archive to download again")
-                with atomic_path(dest) as tmp:
-                    with source, open(tmp, "wb") as fh:
-                        shutil.copyfileobj(source, fh, 1 << 20)
-                    try:
-                        validate(tmp)
-                    except InvalidContent as exc:
+                try:
+                    with atomic_path(dest) as tmp:
+                        with source, open(tmp, "wb") as fh:
+                            shutil.copyfileobj(source, fh, 1 << 20)
+                        validate(tmp)  # on failure the temp file is removed and dest never created
+                except InvalidContent as exc:
+                    if reject is None:
                         raise AudioclfError(
                             f"{path}: member {name!r}: {exc}; the archive is damaged, delete it to download again"
                         ) from None
+                    reject(name, str(exc))
+                    continue
                 done(name, dest)
     except _READ_ERRORS as exc:
         raise AudioclfError(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from audioclf.errors import AudioclfError
-from audioclf.fileio import read_json
+from audioclf.fileio import read_json, read_metadata_csv, sha256_file
 
 
 @dataclass
@@ -60,8 +60,21 @@ def load_cache(features_dir: Path) -> FeatureCache:
         raise AudioclfError(
             f"{paths[0]}: unreadable feature cache ({exc}); rebuild it (dvc repro -f features)"
         ) from exc
-    index = pd.read_csv(paths[1], dtype={"path": str, "label": str, "group": str})
-    meta = read_json(paths[2])
+    try:
+        index = read_metadata_csv(paths[1])
+        meta = read_json(paths[2])
+    except (ValueError, OSError) as exc:  # a damaged CSV or JSON (JSONDecodeError, ParserError, ...)
+        first = " ".join(str(exc).split())[:120]
+        raise AudioclfError(
+            f"{features_dir}: unreadable index.csv or meta.json ({first}); rebuild it (dvc repro -f features)"
+        ) from exc
+    if not isinstance(meta, dict) or not {"shape", "classes"} <= set(meta) or "path" not in index.columns:
+        raise AudioclfError(f"{features_dir}: index.csv or meta.json is incomplete; rebuild it (dvc repro -f features)")
+    # written by the features stage: a cache edited or damaged since then must not reach the model
+    if meta.get("features_sha256") and sha256_file(paths[0]) != meta["features_sha256"]:
+        raise AudioclfError(
+            f"{paths[0]}: its checksum differs from meta.json's (damaged or edited); rebuild it (dvc repro -f features)"
+        )
     if x.ndim != 4 or x.shape[0] != len(index) or list(x.shape) != list(meta["shape"]):
         raise AudioclfError(
             f"{paths[0]}: shape {x.shape} disagrees with index.csv/meta.json; rebuild it (dvc repro -f features)"
@@ -73,4 +86,11 @@ def read_split(splits_dir: Path, name: str) -> pd.DataFrame:
     path = splits_dir / f"{name}.csv"
     if not path.is_file():
         raise AudioclfError(f"{path}: not found; run the split stage first (dvc repro split)")
-    return pd.read_csv(path, dtype={"path": str, "label": str, "group": str})
+    try:
+        frame = read_metadata_csv(path)
+    except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
+        first = " ".join(str(exc).split())[:120]
+        raise AudioclfError(f"{path}: unreadable ({first}); rerun the split stage (dvc repro -f split)") from exc
+    if not {"path", "label"} <= set(frame.columns):
+        raise AudioclfError(f"{path}: lacks the path/label columns; rerun the split stage (dvc repro -f split)")
+    return frame

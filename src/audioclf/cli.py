@@ -5,6 +5,7 @@ Imports are lazy so `audioclf predict` never imports torch.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -18,6 +19,9 @@ TOOLS: dict[str, tuple[str, str]] = {
     "check-metrics": ("audioclf.gate", "compare metrics with a baseline under tolerances; exit 1 on regression"),
     "predict": ("audioclf.predict", "top-k labels for audio files or folders with the deployed ONNX model"),
 }
+# OSErrors of the machine, not of the code: a full disk, a quota, a read-only or forbidden folder
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
 
 def _usage() -> str:
     tools = "".join(f"  audioclf {name:<14} {help_}\n" for name, (_, help_) in TOOLS.items())
@@ -58,6 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audioclf: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS or os.environ.get("AUDIOCLF_DEBUG") == "1":
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        fix = "free space and rerun (outputs are replaced only when complete)" if full else "check the permissions"
+        print(f"audioclf: error: {where}{exc.strerror or exc}; {fix}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

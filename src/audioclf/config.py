@@ -117,8 +117,13 @@ class FeaturesConfig:
     top_db: float | None = 80.0
     power: float = 2.0
     dtype: Literal["float16", "float32"] = "float16"
+    # undecodable audio: skip it and list it in meta.json (failing past max_skipped_frac), or stop
+    on_bad_audio: Literal["skip", "fail"] = "skip"
+    max_skipped_frac: float = 0.05
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.max_skipped_frac <= 1.0:
+            _fail("features.max_skipped_frac", f"must be in [0, 1], got {self.max_skipped_frac}")
         if self.n_fft < 16:
             _fail("features.n_fft", f"must be >= 16, got {self.n_fft}")
         if not 1 <= self.win_length <= self.n_fft:

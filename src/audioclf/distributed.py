@@ -26,6 +26,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # ranks on this host: they share its cores
 
     @property
     def enabled(self) -> bool:
@@ -46,7 +47,9 @@ def under_torchrun(environ: Mapping[str, str]) -> bool:
 def context_from_env(environ: Mapping[str, str]) -> DistContext:
     if not under_torchrun(environ):
         return SINGLE
-    return DistContext(int(environ["RANK"]), int(environ["WORLD_SIZE"]), int(environ["LOCAL_RANK"]))
+    world = int(environ["WORLD_SIZE"])
+    local_world = int(environ.get("LOCAL_WORLD_SIZE", world))
+    return DistContext(int(environ["RANK"]), world, int(environ["LOCAL_RANK"]), local_world)
 
 
 def init_process_group(ctx: DistContext, device: torch.device, timeout_s: float = 600.0) -> None:

@@ -16,11 +16,12 @@ from tqdm import tqdm
 
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
-from audioclf.fileio import sha256_file, write_csv
+from audioclf.fileio import REJECTED_CSV, sha256_file, write_csv
 from audioclf.sources.base import METADATA_COLUMNS, Source, safe_relpath
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 JOURNAL = ".download-journal.csv"  # files completed by an unfinished run; the manifest replaces it
+REJECTED = REJECTED_CSV  # rows whose file arrived but is not usable audio: path, reason
 MAX_WORKERS = 32  # parallel fetches, whatever runtime.workers says: politeness to the servers
 
 
@@ -30,6 +31,7 @@ class DownloadReport:
     fetched: int
     reused: int
     removed: int
+    rejected: int = 0  # files not usable as audio, listed in rejected.csv (the features stage skips them)
 
 
 def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
@@ -149,7 +151,10 @@ def run_download(
     selected["path"] = [safe_relpath(p) for p in selected["path"]]
     duplicated = selected["path"][selected["path"].duplicated()].tolist()
     if duplicated:
-        raise AudioclfError(f"metadata: duplicate paths {duplicated[:3]}; each row needs its own file")
+        raise AudioclfError(
+            f"{source.location}: {len(duplicated)} row(s) name a file another row names too, e.g. {duplicated[0]!r}; "
+            "each row needs its own file, remove the duplicate rows"
+        )
     check_inside(raw_dir, selected["path"].tolist())
 
     manifest_path = raw_dir / "manifest.csv"
@@ -158,10 +163,16 @@ def run_download(
     todo = [r for r in selected.to_dict("records") if not _is_intact(raw_dir / r["path"], old.get(r["path"]))]
     reused = len(selected) - len(todo)
 
+    rejected: dict[str, str] = {}
     if todo:
         bar = tqdm(total=len(todo), desc="download", unit="file", disable=not progress)
         fetched_bytes = 0
         with open(journal_path, "a", encoding="utf-8") as journal:
+
+            def reject(row: dict, reason: str) -> None:
+                # not journalled: a rerun tries the file again (a server glitch heals, a bad file stays out)
+                rejected[row["path"]] = reason
+                bar.update(1)
 
             def done(row: dict, dest: Path) -> None:
                 nonlocal fetched_bytes
@@ -174,24 +185,40 @@ def run_download(
                 bar.set_postfix_str(_human_bytes(fetched_bytes), refresh=False)
 
             try:
-                source.fetch_rows(todo, raw_dir, min(max(1, workers), max_workers), done)
+                source.fetch_rows(todo, raw_dir, min(max(1, workers), max_workers), done, reject)
             finally:
                 bar.close()
                 source.close()
     source.close()
+    if rejected and len(rejected) == len(selected):
+        path, reason = next(iter(rejected.items()))
+        raise AudioclfError(
+            f"{source.location}: none of the {len(selected)} selected files is usable audio (e.g. {path}: {reason}); "
+            "check that data.source points at the corpus files"
+        )
 
+    kept = selected["path"][~selected["path"].isin(rejected)]
     manifest = pd.DataFrame(
         {
-            "path": selected["path"],
-            "bytes": [(raw_dir / p).stat().st_size for p in selected["path"]],
-            "sha256": [old[p][1] for p in selected["path"]],
+            "path": kept,
+            "bytes": [(raw_dir / p).stat().st_size for p in kept],
+            "sha256": [old[p][1] for p in kept],
         }
     )
-    removed = _prune(raw_dir, set(selected["path"]))
-    write_csv(raw_dir / "metadata.csv", selected)
+    removed = _prune(raw_dir, set(kept))
+    # every selected row stays in metadata.csv (it is the corpus); the features stage skips and
+    # reports the rejected ones, with the reason from rejected.csv
+    if rejected:
+        write_csv(raw_dir / REJECTED, pd.DataFrame({"path": list(rejected), "reason": list(rejected.values())}))
+    else:
+        (raw_dir / REJECTED).unlink(missing_ok=True)
     write_csv(manifest_path, manifest)
+    write_csv(raw_dir / "metadata.csv", selected)
     journal_path.unlink(missing_ok=True)
-    return DownloadReport(selected=len(selected), fetched=len(todo), reused=reused, removed=removed)
+    return DownloadReport(
+        selected=len(selected), fetched=len(todo) - len(rejected), reused=reused, removed=removed,
+        rejected=len(rejected),
+    )  # fmt: skip
 
 
 def _human_bytes(n: float) -> str:

@@ -7,6 +7,7 @@ and the network, so deployment needs onnxruntime and a WAV reader, no Python DSP
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from audioclf.fileio import atomic_path
+from audioclf.predict import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY
 
 INPUT_NAME = "waveform"
 OUTPUT_NAME = "logits"
@@ -75,6 +77,24 @@ def deployment_sidecar(
         "variant": variant,
         **extra,
     }
+
+
+def deploy_copy(src: Path, dst: Path, classes: list[str], sample_rate: int, n_samples: int) -> None:
+    """Copy the chosen variant to `dst` (atomically) with the class list, rate and clip length in
+    the graph's metadata: `audioclf predict` checks them against the sidecar, so a sidecar from
+    another model (same class count, other names or order) is refused instead of mislabelling."""
+    model = onnx.load(str(src))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(
+        {
+            ONNX_CLASSES_KEY: json.dumps(list(classes)),
+            ONNX_SAMPLE_RATE_KEY: str(sample_rate),
+            ONNX_N_SAMPLES_KEY: str(n_samples),
+        }
+    )
+    onnx.helper.set_model_props(model, props)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def session(path: Path, threads: int):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from audioclf.audio import load_clip
 from audioclf.config import FeaturesConfig
 from audioclf.errors import AudioclfError
-from audioclf.fileio import atomic_path
+from audioclf.fileio import atomic_path, preallocate
 
 
 class FeatureExtractor(nn.Module):
@@ -158,9 +158,15 @@ def _compact(tmp: Path, n_rows: int) -> None:
     full = np.load(tmp, mmap_mode="r")
     part = tmp.with_name(tmp.name + ".compact")
     out = np.lib.format.open_memmap(part, mode="w+", dtype=full.dtype, shape=(n_rows, *full.shape[1:]))
-    for start in range(0, n_rows, 1024):
-        out[start : start + 1024] = full[start : min(n_rows, start + 1024)]
-    out.flush()
+    try:
+        preallocate(part)  # a full disk: ENOSPC now, not SIGBUS at the first write into the map
+        for start in range(0, n_rows, 1024):
+            out[start : start + 1024] = full[start : min(n_rows, start + 1024)]
+        out.flush()
+    except BaseException:
+        del out
+        part.unlink(missing_ok=True)  # no half-written file left behind
+        raise
     del out, full
     os.replace(part, tmp)
 
@@ -195,6 +201,7 @@ def build_cache(
             result.shape = (0, *item_shape)
             return result
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(paths), *item_shape))
+        preallocate(tmp)  # a full disk: ENOSPC now, not SIGBUS at the first write into the map
         pool = _pool(n_workers, job) if n_workers > 1 else None
         try:
             done = pool.map(_featurize_in_worker, chunks) if pool else (_featurize(job, c) for c in chunks)

@@ -23,6 +23,7 @@ import soundfile as sf
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
+from audioclf.audio import MAX_RATE, MIN_RATE, describe_content
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_path
 
@@ -37,6 +38,19 @@ T = TypeVar("T")
 
 class InvalidContent(Exception):
     """The bytes arrived but are not what was expected (HTML instead of audio, empty, truncated)."""
+
+
+class UnusableAudio(AudioclfError):
+    """One file arrived intact but is not usable audio (empty, a header only, text saved as .wav).
+
+    A problem of that file, not of the server or of data.source: the download stage records it in
+    `rejected.csv` and goes on (the features stage then skips and reports it), where any other
+    AudioclfError stops the run. `reason` is the message without the location."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(f"{uri}: {reason}; remove or replace it at the source, or leave it to be skipped")
+        self.uri = uri
+        self.reason = reason
 
 
 class _Transient(Exception):
@@ -110,29 +124,21 @@ def basename(uri: str) -> str:
 # Content checks
 
 
-def _sniff(path: Path) -> str:
-    with path.open("rb") as fh:
-        head = fh.read(256)
-    text = head.lstrip().lower()
-    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")):
-        return "the body looks like HTML/XML, not audio"
-    if text.startswith((b"{", b"[")):
-        return "the body looks like JSON, not audio"
-    return f"the body starts with {head[:12]!r}"
-
-
 def check_audio(path: Path) -> None:
     """Raise InvalidContent unless `path` is non-empty audio that libsndfile decodes to the end."""
     if path.stat().st_size == 0:
-        raise InvalidContent("the body is empty")
+        raise InvalidContent("the body is empty (0 bytes)")
     try:
         with sf.SoundFile(str(path)) as audio:
+            rate = audio.samplerate
             frames = sum(len(block) for block in audio.blocks(blocksize=CHUNK, dtype="float32"))
     except (RuntimeError, ValueError, TypeError, sf.SoundFileError) as exc:
-        reason = " ".join(str(exc).split())[:120]
-        raise InvalidContent(f"not decodable audio ({_sniff(path)}; libsndfile: {reason})") from None
+        reason = " ".join(str(exc).replace(str(path), "the file").split())[:120]
+        raise InvalidContent(f"not decodable audio ({describe_content(path)}; libsndfile: {reason})") from None
     if frames == 0:
-        raise InvalidContent("the audio has no samples")
+        raise InvalidContent("the audio has no samples (a header only)")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InvalidContent(f"the header's sample rate {rate} Hz is implausible (a damaged header)")
 
 
 def check_nonempty(path: Path) -> None:
@@ -196,15 +202,22 @@ class Fetcher:
         """Fetch `uri` to `dest` atomically; returns its size. Nothing is left at `dest` on failure."""
         check_location(uri)
         with atomic_path(dest) as tmp:
+            content_type = ""
             if is_remote(uri):
-                self._retrying(uri, lambda: self._download(uri, tmp))
+                content_type = self._retrying(uri, lambda: self._download(uri, tmp))
             else:
                 self._copy_local(uri, tmp)
             if validate is not None:
                 try:
                     validate(tmp)
                 except InvalidContent as exc:
-                    raise AudioclfError(f"{uri}: {exc}; check that data.source points at the corpus files") from None
+                    if _is_page(content_type):
+                        # a server page (login wall, wrong URL, error page), not a bad file of the corpus
+                        raise AudioclfError(
+                            f"{uri}: the server sent a web page ({content_type.split(';')[0]}) instead of audio: "
+                            f"{exc}; check that data.source points at the corpus files"
+                        ) from None
+                    raise UnusableAudio(uri, str(exc)) from None
             size = tmp.stat().st_size
         return size
 
@@ -290,12 +303,15 @@ class Fetcher:
             raise _Transient(f"connection closed mid-body after {n} bytes ({_one_line(exc)})") from None
         return n
 
-    def _download(self, url: str, tmp: Path) -> None:
+    def _download(self, url: str, tmp: Path) -> str:
+        """Stream `url` into `tmp`; returns the Content-Type."""
         with self._get(url, {"Accept-Encoding": "identity"}) as resp, open(tmp, "wb") as fh:
             n = self._copy_body(resp, fh, None)
             expected = resp.headers.get("Content-Length")
+            content_type = resp.headers.get("Content-Type", "")
         if expected is not None and expected.isdigit() and n != int(expected):
             raise _Transient(f"connection closed after {n} of {expected} bytes")
+        return content_type
 
     def _get_body(self, url: str) -> bytes:
         with self._get(url) as resp:
@@ -338,6 +354,11 @@ class Fetcher:
         if not path.is_file():
             raise AudioclfError(f"{path}: not found; check data.source (a mirror keeps the corpus layout)")
         shutil.copyfile(path, tmp)
+
+
+def _is_page(content_type: str) -> bool:
+    """A Content-Type that a web page (not a stored file) comes with."""
+    return content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml")
 
 
 def _size(path: Path) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from audioclf.audio import fix_length, load_clip
-from audioclf.errors import AudioclfError
+from audioclf.errors import ArgumentParser, AudioclfError
 from audioclf.metrics import softmax
 
 DEFAULT_MODEL = Path("models/model.onnx")
@@ -31,6 +31,10 @@ AUDIO_SUFFIXES = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64"}
 )
 BATCH = 32  # windows per onnxruntime call: bounds memory on hour-long files
+# graph metadata the quantize stage writes into model.onnx (export.deploy_copy), checked against the sidecar
+ONNX_CLASSES_KEY = "audioclf.classes"
+ONNX_SAMPLE_RATE_KEY = "audioclf.sample_rate"
+ONNX_N_SAMPLES_KEY = "audioclf.n_samples"
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ def load_model(model: Path, threads: int = 0) -> Deployed:
             f"{side}: {len(meta['classes'])} classes but {model} outputs {n_out} logits; "
             "ship the sidecar written with this model"
         )
+    _check_graph_metadata(sess, meta, model, side)
     return Deployed(
         session=sess,
         path=model,
@@ -150,6 +155,35 @@ def load_model(model: Path, threads: int = 0) -> Deployed:
         output_name=meta["output"],
         variant=str(meta.get("variant", "unknown")),
     )
+
+
+def _check_graph_metadata(sess: Any, meta: dict[str, Any], model: Path, side: Path) -> None:
+    """A model exported by the quantize stage carries its classes, rate and clip length: they must
+    be the sidecar's (the same class count alone would let another model's sidecar mislabel)."""
+    props = sess.get_modelmeta().custom_metadata_map
+    keys = {"classes": ONNX_CLASSES_KEY, "sample_rate": ONNX_SAMPLE_RATE_KEY, "n_samples": ONNX_N_SAMPLES_KEY}
+    for field_name, key in keys.items():
+        if key not in props:
+            continue  # a model from elsewhere: the shape checks above are all there is
+        try:
+            graph_value = json.loads(props[key])
+        except json.JSONDecodeError:
+            raise AudioclfError(
+                f"{model}: damaged {key} metadata in the graph; rebuild it (dvc repro quantize)"
+            ) from None
+        sidecar_value = meta[field_name]
+        if field_name == "classes":
+            graph_value, sidecar_value = [str(c) for c in graph_value], [str(c) for c in sidecar_value]
+        if graph_value != sidecar_value:
+            raise AudioclfError(
+                f"{side}: {field_name} {_short(sidecar_value)} but {model} was exported with {_short(graph_value)}; "
+                "ship the sidecar written with this model"
+            )
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def collect_inputs(paths: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:
@@ -277,7 +311,7 @@ def json_document(preds: list[Prediction], errors: list[dict[str, str]], model: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="audioclf predict",
         description="Top-k labels for audio files or folders (searched recursively) with the deployed ONNX model. "
         "Files longer than the model's clip get a timeline of windows.",

@@ -81,6 +81,8 @@ def make_splits(meta: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]
     for name, frame in parts.items():
         if frame.empty:
             raise AudioclfError(f"split: the {name} split is empty; select more rows or change split params")
+    if len(parts["train"]) < 2:  # BatchNorm cannot train on a single clip
+        raise AudioclfError("split: the train split has 1 clip; training needs at least 2, select more rows")
     return parts
 
 

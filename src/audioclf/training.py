@@ -51,7 +51,12 @@ def select_device(preference: str, local_rank: int = 0) -> torch.device:
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise AudioclfError("runtime.device is cuda but no CUDA device is visible; use auto or cpu")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if local_rank >= torch.cuda.device_count():
+            raise AudioclfError(
+                f"runtime.nproc: local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible); "
+                "set runtime.nproc to at most the GPU count"
+            )  # NCCL refuses two ranks on one GPU
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 
@@ -151,8 +156,11 @@ class TrainResult:
 
 def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
     if cfg.scheduler == "onecycle":
+        pct_start = cfg.warmup_frac
+        if math.isclose(pct_start * total_steps, 1.0):  # a one-step warm-up: OneCycleLR divides by 0
+            pct_start = 1.5 / total_steps
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup_frac
+            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=pct_start
         )
     warmup = max(1, int(cfg.warmup_frac * total_steps))
 
@@ -216,7 +224,8 @@ def can_resume(checkpoint_dir: Path, run_id: str) -> bool:
     if not path.is_file():
         return False
     try:
-        return torch.load(path, map_location="cpu", weights_only=True).get("fingerprint") == run_id
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return isinstance(ckpt, dict) and ckpt.get("fingerprint") == run_id  # a foreign file: start afresh
     except (RuntimeError, EOFError, ValueError, KeyError, OSError, pickle.UnpicklingError):
         return False  # a torn or foreign checkpoint: start afresh
 
@@ -384,6 +393,11 @@ def train_model(
         train_cm = all_reduce_sum(torch.from_numpy(cm).to(device), ctx).cpu().numpy()
         train_total = all_reduce_sum(torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=device), ctx)
         train_accuracy, train_f1 = _scores(train_cm)
+        if not math.isfinite(float(train_total[0])):  # summed over ranks: every rank stops together
+            raise AudioclfError(
+                f"train: the loss became {float(train_total[0])} in epoch {epoch} (training diverged); lower "
+                f"train.lr ({cfg.lr:g}) or set train.grad_clip, and rerun (no model was written)"
+            )
         broadcast_buffers(model, ctx)
         val_loss, val_accuracy, val_f1 = _validate(model, x, y, val_rows, n_classes, device, ctx)
         stats = EpochStats(

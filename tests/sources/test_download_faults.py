@@ -53,9 +53,7 @@ def test_a_damaged_file_on_disk_is_fetched_again(tmp_path: Path, mirror: MirrorS
     assert mirror.hits[BROKEN] == before + 1 and (raw / BROKEN).stat().st_size > 100
 
 
-@pytest.mark.parametrize(
-    "fault, message", [("html", "looks like HTML"), ("404", "HTTP 404"), ("empty", "empty"), ("slow", "timeout_s")]
-)
+@pytest.mark.parametrize("fault, message", [("html", "looks like HTML"), ("404", "HTTP 404"), ("slow", "timeout_s")])
 def test_stage_errors_are_one_clear_line(
     tmp_path: Path, mirror: MirrorServer, esc50: dict, fault: str, message: str
 ) -> None:
@@ -64,6 +62,20 @@ def test_stage_errors_are_one_clear_line(
         run_download(tmp_path, {**esc50, "timeout_s": 0.3})
     assert "\n" not in str(err.value) and "3-100331-A-3.wav" in str(err.value)
     assert not (tmp_path / "raw" / BROKEN).exists()
+
+
+def test_a_file_that_is_not_audio_is_rejected_listed_and_retried(tmp_path: Path, mirror: MirrorServer, esc50: dict):
+    """An empty body for one file is that file's problem, not the mirror's (a web page is, above):
+    the run goes on, the file is not kept, rejected.csv says why, and a rerun tries it again."""
+    mirror.fail(BROKEN, "empty")
+    raw = run_download(tmp_path, esc50)
+    assert BROKEN not in audio_files(raw) and len(audio_files(raw)) == 32
+    rejected = pd.read_csv(raw / "rejected.csv")
+    assert rejected["path"].tolist() == [BROKEN] and "empty" in rejected["reason"][0]
+    assert BROKEN in pd.read_csv(raw / "metadata.csv")["path"].tolist()  # the corpus row stays
+    assert BROKEN not in pd.read_csv(raw / "manifest.csv")["path"].tolist()
+    run_download(tmp_path, esc50)  # the glitch is gone: fetched, and the list removed
+    assert BROKEN in audio_files(raw) and not (raw / "rejected.csv").exists()
 
 
 def test_metadata_fetch_errors(tmp_path: Path, mirror: MirrorServer, esc50: dict) -> None:

@@ -45,7 +45,7 @@ def grads(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _rank(rank: int, rendezvous: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=2)
-    ctx = DistContext(rank, 2, rank)
+    ctx = DistContext(rank, 2, rank, 2)
     m = model()
     net = wrap(m.net, ctx, torch.device("cpu"))
     x, y = batch()
@@ -71,8 +71,9 @@ def test_two_gloo_ranks_with_half_a_batch_each_give_the_whole_batch_gradient(tmp
 
 
 def test_torchrun_environment_is_read_once_by_the_stage():
-    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "x", "MASTER_PORT": "1"}
-    assert context_from_env(env) == DistContext(1, 2, 1)
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "x"}
+    assert context_from_env({**env, "MASTER_PORT": "1"}) == DistContext(3, 4, 1, 2)
+    assert not context_from_env(env).enabled  # not all of torchrun's variables: a plain run
     assert not context_from_env({}).enabled and context_from_env({}).is_main
     cmd = torchrun_command(3, ["audioclf.cli", "stage", "train"])
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=3" in cmd

@@ -36,3 +36,36 @@ def test_metrics_are_git_tracked_and_checkpoints_persist():
     assert outs["models/checkpoints"]["models/checkpoints"]["persist"] is True
     raw = stages["download"]["outs"][0]
     assert raw["data/raw"]["persist"] is True
+
+
+def _audioclf_imports(path, seen):
+    """Files of the audioclf modules `path` imports, transitively (static imports only)."""
+    import ast
+
+    src = REPO / "src"
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("audioclf"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("audioclf")]
+        for name in names:
+            rel = name.replace(".", "/")
+            for candidate in (src / f"{rel}.py", src / rel / "__init__.py"):
+                if candidate.is_file() and candidate not in seen:
+                    seen.add(candidate)
+                    _audioclf_imports(candidate, seen)
+    return seen
+
+
+def test_each_stage_depends_on_every_library_module_it_imports():
+    """Editing a module a stage imports must rerun the stage: DVC only knows what deps list."""
+    for name, stage in _stages().items():
+        entry = REPO / "src" / "audioclf" / "stages" / f"{name}.py"
+        deps = [REPO / d for d in stage["deps"] if d.startswith("src/")]
+        for module in _audioclf_imports(entry, set()):
+            rel = module.relative_to(REPO)
+            if module.name == "__init__.py" and module.stat().st_size < 400:
+                continue  # package markers with no logic
+            covered = any(module == d or d in module.parents for d in deps)
+            assert covered, f"dvc.yaml stage {name} imports {rel} but does not list it in deps"

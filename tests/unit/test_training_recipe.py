@@ -54,8 +54,10 @@ def test_auto_device_picks_cuda_when_available(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert select_device("auto") == torch.device("cuda", 0)
-    assert select_device("auto", local_rank=3) == torch.device("cuda", 1)
+    assert select_device("auto", local_rank=1) == torch.device("cuda", 1)
     assert select_device("cpu") == CPU
+    with pytest.raises(AudioclfError, match=r"runtime\.nproc"):
+        select_device("auto", local_rank=2)  # a third rank would share a GPU: NCCL refuses
 
 
 def test_auto_device_falls_back_to_cpu_and_cuda_without_gpu_is_an_error(monkeypatch):

@@ -20,7 +20,7 @@ import pandas as pd
 from audioclf.archive import ArchiveIndex, cached_scan, extract_members, matches
 from audioclf.errors import AudioclfError
 from audioclf.fetch import check_audio, check_location, is_remote, join, local_path
-from audioclf.sources.base import Done, Source
+from audioclf.sources.base import Done, Reject, Source
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 
@@ -113,7 +113,11 @@ class ArchiveSource(Source):
         layout = self.layout()
         if layout.kind == "tree":
             files = sorted(p.relative_to(layout.path).as_posix() for p in layout.path.rglob("*") if p.is_file())
-            texts = {rel: (layout.path / rel).read_text(encoding="utf-8") for rel in self.capture if rel in files}
+            texts = {
+                rel: (layout.path / rel).read_text(encoding="utf-8-sig", errors="replace")
+                for rel in self.capture
+                if rel in files
+            }
         else:
             files, texts = self._files or [], self._texts
 
@@ -130,10 +134,12 @@ class ArchiveSource(Source):
             raise RuntimeError("fetch_one on an archive layout; use fetch_rows")
         self.fetcher.fetch_file(str(layout.path / self.member(row)), dest)
 
-    def fetch_rows(self, rows: list[dict], raw_dir: Path, workers: int, done: Done) -> None:
+    def fetch_rows(
+        self, rows: list[dict], raw_dir: Path, workers: int, done: Done, reject: Reject | None = None
+    ) -> None:
         layout = self.layout()
         if layout.kind == "tree":
-            super().fetch_rows(rows, raw_dir, workers, done)
+            super().fetch_rows(rows, raw_dir, workers, done, reject)
             return
         by_member = {layout.prefix + self.member(row): row for row in rows}
         extract_members(
@@ -141,4 +147,5 @@ class ArchiveSource(Source):
             {name: raw_dir / row["path"] for name, row in by_member.items()},
             check_audio,
             lambda name, dest: done(by_member[name], dest),
+            None if reject is None else lambda name, reason: reject(by_member[name], reason),
         )

@@ -13,11 +13,12 @@ import pandas as pd
 
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
-from audioclf.fetch import Fetcher
+from audioclf.fetch import Fetcher, UnusableAudio
 
 METADATA_COLUMNS = ("path", "label", "fold", "group")
 
 Done = Callable[[dict, Path], None]
+Reject = Callable[[dict, str], None]  # (row, reason): the row's file arrived but is not usable audio
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,16 @@ def safe_relpath(path: str) -> str:
     """Normalise a metadata path and refuse one that would leave data/raw (absolute, `..`)."""
     if not isinstance(path, str) or not path.strip():
         raise AudioclfError(f"metadata: empty path {path!r}; every row needs a file path")
+    if any(ord(c) < 32 for c in path):
+        raise AudioclfError(f"metadata: path {path!r} contains a control character; fix the row")
     posix = path.replace("\\", "/")
     norm = posixpath.normpath(posix)
-    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":") or norm.startswith(".."):
-        raise AudioclfError(f"metadata: path {path!r} escapes the data folder; paths must be relative")
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":") or norm == ".." or norm.startswith("../"):
+        raise AudioclfError(
+            f"metadata: path {path!r} escapes the data folder (absolute or `..`); paths must be relative, fix the row"
+        )
+    if norm == "." or posix.endswith("/"):
+        raise AudioclfError(f"metadata: path {path!r} names a folder, not a file; fix the row")
     return norm
 
 
@@ -102,29 +109,42 @@ class Source:
         """Materialise one row's audio at `dest`, atomically (temp file, then rename)."""
         raise NotImplementedError
 
-    def fetch_rows(self, rows: list[dict], raw_dir: Path, workers: int, done: Done) -> None:
+    def fetch_rows(
+        self, rows: list[dict], raw_dir: Path, workers: int, done: Done, reject: Reject | None = None
+    ) -> None:
         """Fetch every row, calling `done(row, dest)` in the caller's thread as each completes.
 
-        Default: `fetch_one` in a bounded thread pool. On the first failure the queued fetches are
-        cancelled, the running ones finish (their files stay, complete), and the error propagates.
-        Archive sources override this with a single pass through the archive."""
+        Default: `fetch_one` in a bounded thread pool. A file that arrives but is not usable audio
+        (`UnusableAudio`) goes to `reject(row, reason)` when given and the others go on. On any
+        other failure the queued fetches are cancelled, the running ones finish (their files stay,
+        complete), and the error propagates. Archive sources override this with a single pass
+        through the archive."""
+
+        def settle(future: Future, row: dict) -> BaseException | None:
+            error = future.exception()
+            if error is None:
+                done(row, raw_dir / row["path"])
+            elif isinstance(error, UnusableAudio) and reject is not None:
+                reject(row, error.reason)
+            else:
+                return error
+            return None
+
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending: dict[Future, dict] = {pool.submit(self.fetch_one, row, raw_dir / row["path"]): row for row in rows}
             error: BaseException | None = None
             try:
                 for future in as_completed(pending):
-                    error = future.exception()
+                    error = settle(future, pending.pop(future))
                     if error is not None:
                         break
-                    row = pending.pop(future)
-                    done(row, raw_dir / row["path"])
             finally:
                 # on an error or Ctrl-C: drop queued fetches, let running ones finish (complete files)
                 pool.shutdown(wait=True, cancel_futures=True)
             if error is not None:
                 for future, row in pending.items():
-                    if future.done() and not future.cancelled() and future.exception() is None:
-                        done(row, raw_dir / row["path"])
+                    if future.done() and not future.cancelled():
+                        settle(future, row)  # record what finished; the first error is the one raised
                 raise error
 
     def close(self) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import urllib.parse
 from pathlib import Path
 
 import pandas as pd
 
 from audioclf.errors import AudioclfError
-from audioclf.fetch import basename, check_location, join, parent, scheme_of
+from audioclf.fetch import basename, check_location, is_remote, join, parent, scheme_of
 from audioclf.sources.base import Preset, Source, safe_relpath
 
 
@@ -29,9 +30,14 @@ class CSVSource(Source):
         check_location(location)
         data = self.fetcher.read_bytes(location, what="data CSV")
         try:
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+            # utf-8-sig: Excel writes a BOM, which would otherwise glue itself to the first column's name
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise AudioclfError(f"{location}: not UTF-8 text ({exc.reason}); save the CSV as UTF-8") from None
         except (ValueError, pd.errors.ParserError) as exc:
-            raise AudioclfError(f"{location}: not a readable CSV ({exc}); fix the file") from None
+            first = " ".join(str(exc).split())[:160]
+            raise AudioclfError(f"{location}: not a readable CSV ({first}); fix the file") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
         columns = {
             "csv_path_column": cfg.csv_path_column,
             "csv_label_column": cfg.csv_label_column,
@@ -81,8 +87,17 @@ class CSVSource(Source):
 
     @staticmethod
     def _resolve(value: str, base: str, csv: str) -> str:
-        """Row value → fetchable location: URLs and absolute paths as they are, else relative to the CSV."""
+        """Row value → fetchable location: URLs and absolute paths as they are, else relative to the CSV.
+        A CSV fetched over HTTP names no local files: its absolute paths are on its own server."""
         check_location(value, param=f"{csv} path column")
+        if is_remote(csv):
+            if scheme_of(value) == "file":
+                raise AudioclfError(
+                    f"{csv}: row {value!r} names a local file, which a CSV fetched over HTTP may not; "
+                    "use URLs or paths relative to the CSV"
+                )
+            if not scheme_of(value) and value.startswith("/"):
+                return urllib.parse.urljoin(csv, urllib.parse.quote(value))
         if scheme_of(value) or Path(value).expanduser().is_absolute():
             return value
         return join(base, value)

@@ -28,9 +28,11 @@ class PerFileSource(Source):
         uri = join(self.location, rel)
         data = self.fetcher.read_bytes(uri, what=f"{self.name} metadata")
         try:
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
         except (ValueError, pd.errors.ParserError) as exc:
-            raise AudioclfError(f"{uri}: not a readable CSV ({exc}); check data.source") from None
+            first = " ".join(str(exc).split())[:160]
+            raise AudioclfError(f"{uri}: not a readable CSV ({first}); check data.source") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
         missing = [c for c in required if c not in frame.columns]
         if missing:
             raise AudioclfError(

@@ -36,7 +36,13 @@ class UrbanSound8KSource(ArchiveSource):
         return "UrbanSound8K.tar.gz"
 
     def build_metadata(self, files: list[str], read_text: Callable[[str], str]) -> pd.DataFrame:
-        meta = pd.read_csv(io.StringIO(read_text(METADATA)), dtype=str, keep_default_na=False)
+        try:
+            meta = pd.read_csv(io.StringIO(read_text(METADATA).lstrip("\ufeff")), dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as exc:
+            first = " ".join(str(exc).split())[:160]
+            raise AudioclfError(
+                f"{self.location}: {METADATA} is not a readable CSV ({first}); the file is damaged"
+            ) from None
         missing = [c for c in COLUMNS if c not in meta.columns]
         if missing:
             raise AudioclfError(f"{self.location}: {METADATA} lacks column(s) {missing}; is it UrbanSound8K?")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from audioclf.download import run_download
+from audioclf.download import REJECTED, run_download
 from audioclf.sources import get_source
 from audioclf.sources.base import default_cache_dir
 from audioclf.stages.common import params, parser, say
@@ -30,5 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     say(
         "download",
         f"{report.selected} rows selected from {cfg.data.dataset}: {report.fetched} fetched, "
-        f"{report.reused} already present, {report.removed} stale files removed → {args.out}",
+        f"{report.reused} already present, {report.removed} stale files removed → {args.out}"
+        + (
+            f"; {report.rejected} file(s) not usable audio, not kept (listed with the reason in "
+            f"{args.out / REJECTED}; the features stage skips them)"
+            if report.rejected
+            else ""
+        ),
     )

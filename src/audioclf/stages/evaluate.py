@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from audioclf.cache import load_cache, read_split
-from audioclf.fileio import write_csv, write_json
+from audioclf.errors import AudioclfError
+from audioclf.fileio import remove_stale_temps, write_csv, write_json
 from audioclf.metrics import classification_report, confusion_matrix, softmax
 from audioclf.modelio import check_features_match, load_model
 from audioclf.report import plot_confusion
@@ -48,6 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     check_features_match(meta, cache.meta, args.models / "model.json")
     test = read_split(args.splits, "test")
     rows = cache.rows_for(test, "test")
+    if len(rows) == 0:
+        raise AudioclfError(
+            f"{args.splits / 'test.csv'}: none of its clips is in the feature cache (all skipped as unusable? "
+            f"see {args.features / 'meta.json'}); fix the data or change the split params"
+        )
+    remove_stale_temps(args.metrics, args.metrics / "plots")  # what a killed run left
     device = select_device(cfg.runtime.device)
     probs = softmax(predict_logits(model.to(device), cache.x, rows, device))
     y_true = cache.labels()[rows]

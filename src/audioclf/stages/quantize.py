@@ -3,7 +3,7 @@ the quantized variants, measure size / F1 / latency of each, and deploy the chos
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from audioclf.cache import read_split
 from audioclf.config import FeaturesConfig
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureExtractor
-from audioclf.fileio import write_json
+from audioclf.fileio import atomic_paths, remove_stale_temps, write_json
 from audioclf.metrics import classification_report, softmax
 from audioclf.modelio import load_model
 from audioclf.stages.common import params, parser, say
@@ -54,8 +54,16 @@ def main(argv: list[str] | None = None) -> None:
     q = cfg.quantize
     threads = configure_threads(cfg.runtime.threads)
     model, meta = load_model(args.models)
+    sidecar_path = args.models / "model.json"
+    missing = [k for k in ("feature_params", "sample_rate", "n_samples", "duration_s") if k not in meta]
+    if missing:  # the graph computes the features itself: it needs their exact settings
+        raise AudioclfError(f"{sidecar_path}: lacks {', '.join(missing)}; retrain (dvc repro -f train)")
     sample_rate, n_samples, classes = meta["sample_rate"], meta["n_samples"], meta["classes"]
-    extractor = FeatureExtractor(FeaturesConfig(**meta["feature_params"]), sample_rate)
+    try:
+        feature_cfg = FeaturesConfig(**meta["feature_params"])
+    except (TypeError, AudioclfError) as exc:
+        raise AudioclfError(f"{sidecar_path}: invalid feature_params ({exc}); retrain (dvc repro -f train)") from exc
+    extractor = FeatureExtractor(feature_cfg, sample_rate)
     full = export.WaveformClassifier(extractor, model).eval()
 
     test = read_split(args.splits, "test")
@@ -83,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
 
     variants_dir = args.models / "variants"
     variants_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(args.models, variants_dir, args.metrics)  # what a killed run left
+    for stale in variants_dir.glob("*.pre.onnx"):
+        stale.unlink()
+    (args.models / "model.onnx.part").unlink(missing_ok=True)  # this stage's temp name before atomic_path
     paths = {v: variants_dir / f"{v}.onnx" for v in q.variants}
     export.export_onnx(full, n_samples, paths["fp32"], q.opset)
     builders = {
@@ -128,21 +140,20 @@ def main(argv: list[str] | None = None) -> None:
     report["torch_latency_ms"] = {"b1": round(torch_b1, 3), "b32": round(torch_b32, 3), "threads": threads}
 
     deployed = args.models / "model.onnx"
-    shutil.copyfile(paths[q.deploy], deployed.with_suffix(".onnx.part"))
-    deployed.with_suffix(".onnx.part").replace(deployed)
-    write_json(
-        args.models / "model.onnx.json",
-        export.deployment_sidecar(
-            classes,
-            sample_rate,
-            meta["duration_s"],
-            n_samples,
-            q.deploy,
-            architecture=meta["architecture"],
-            feature_params=meta["feature_params"],
-            test_f1_macro=report[q.deploy]["f1_macro"],
-        ),
+    sidecar = export.deployment_sidecar(
+        classes,
+        sample_rate,
+        meta["duration_s"],
+        n_samples,
+        q.deploy,
+        architecture=meta["architecture"],
+        feature_params=meta["feature_params"],
+        test_f1_macro=report[q.deploy]["f1_macro"],
     )
+    # model and sidecar are replaced together: predict never pairs a new graph with an old sidecar
+    with atomic_paths(deployed, args.models / "model.onnx.json") as (onnx_tmp, sidecar_tmp):
+        export.deploy_copy(paths[q.deploy], onnx_tmp, classes, sample_rate, n_samples)
+        sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
     write_json(args.metrics / "quantize.json", report)
     lines = [
         f"{v:>13}: {report[v]['size_mb']:.3f} MB, F1 {report[v]['f1_macro']:.4f}, "

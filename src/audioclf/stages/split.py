@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from audioclf.errors import AudioclfError
-from audioclf.fileio import write_csv
+from audioclf.fileio import atomic_paths, remove_stale_temps
 from audioclf.split import class_balance, make_splits
-from audioclf.stages.common import params, parser, say
+from audioclf.stages.common import params, parser, read_metadata, say
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,12 +15,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("data/splits"))
     args = p.parse_args(argv)
     cfg = params(args)
-    if not args.metadata.is_file():
-        raise AudioclfError(f"{args.metadata}: not found; run the download stage first (dvc repro download)")
-    meta = pd.read_csv(args.metadata, dtype={"path": str, "label": str, "group": str})
+    meta = read_metadata(args.metadata)
+    remove_stale_temps(args.out)
     parts = make_splits(meta, cfg.split)
-    for name, frame in parts.items():
-        write_csv(args.out / f"{name}.csv", frame)
+    # the three files are replaced together: a rerun with other params never pairs old and new splits
+    with atomic_paths(*(args.out / f"{name}.csv" for name in parts)) as temps:
+        for tmp, frame in zip(temps, parts.values(), strict=True):
+            frame.to_csv(tmp, index=False)
     balance = class_balance(parts)
     say("split", f"{cfg.split.strategy}: " + ", ".join(f"{n}={len(f)}" for n, f in parts.items()))
     print(balance.to_string(), flush=True)

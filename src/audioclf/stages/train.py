@@ -20,6 +20,7 @@ import torch
 from audioclf import distributed
 from audioclf.cache import FeatureCache, load_cache, read_split
 from audioclf.config import Params, to_dict
+from audioclf.fileio import remove_stale_temps
 from audioclf.modelio import save_model
 from audioclf.models import check_model_name
 from audioclf.stages.common import params, parser, say
@@ -59,11 +60,13 @@ def main(argv: list[str] | None = None) -> int | None:
         say("train", f"launching {cfg.runtime.nproc} processes under torchrun (runtime.nproc)")
         return distributed.launch(cfg.runtime.nproc, [*MODULE_ARGV, *argv])
 
+    if ctx.is_main:  # temp files a killed run left (a checkpoint or model.pt cut short)
+        remove_stale_temps(args.models, args.models / "checkpoints")
     cache = load_cache(args.features)
     train_rows = cache.rows_for(read_split(args.splits, "train"), "train")
     val_rows = cache.rows_for(read_split(args.splits, "val"), "val")
     device = select_device(cfg.runtime.device, ctx.local_rank)
-    threads = configure_threads(cfg.runtime.threads, processes=ctx.world_size)
+    threads = configure_threads(cfg.runtime.threads, processes=ctx.local_world_size)
     distributed.init_process_group(ctx, device)
     try:
         result = _train(args, cfg, cache, train_rows, val_rows, device, ctx)
