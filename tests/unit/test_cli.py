@@ -21,7 +21,7 @@ def test_unknown_command_and_stage(capsys):
 def test_debug_env_shows_traceback(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("nope: {}\n")
-    code = "from audioclf.cli import main; main(['stage', 'split', '--params', %r])" % str(bad)
+    code = f"from audioclf.cli import main; main(['stage', 'split', '--params', {str(bad)!r}])"
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={"AUDIOCLF_DEBUG": "1", "PATH": ""}
     )
