@@ -209,10 +209,20 @@ def predict_logits(
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
+# Bump when the checkpoint's layout changes, so a checkpoint written by older code is not resumed.
+CHECKPOINT_FORMAT = 2
+
+
 def fingerprint(cfg: TrainConfig, x_shape: tuple, classes: list[str], train_rows: np.ndarray) -> str:
-    """Identifies a run, so a checkpoint from other params or data is never resumed."""
+    """Identifies a run, so a checkpoint from other params, data or code layout is never resumed."""
     blob = json.dumps(
-        [to_dict(cfg), list(x_shape), classes, hashlib.sha256(np.asarray(train_rows).tobytes()).hexdigest()],
+        [
+            CHECKPOINT_FORMAT,
+            to_dict(cfg),
+            list(x_shape),
+            classes,
+            hashlib.sha256(np.asarray(train_rows).tobytes()).hexdigest(),
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
