@@ -12,7 +12,7 @@ import soundfile as sf
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ESC50_REAL = REPO / "../shared/data/esc50-fold4"
+ESC50_REAL = REPO / "tests" / "fixtures" / "esc50"  # three real clips, kept in the repo
 CLIP_S = 0.2
 
 
