@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
-from audioclf.fileio import REJECTED_CSV, sha256_file, write_csv
+from audioclf.fileio import REJECTED_CSV, TEMP_SUFFIX, sha256_file, write_csv
 from audioclf.sources.base import METADATA_COLUMNS, Source, safe_relpath
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
@@ -188,7 +188,6 @@ def run_download(
                 source.fetch_rows(todo, raw_dir, min(max(1, workers), max_workers), done, reject)
             finally:
                 bar.close()
-                source.close()
     source.close()
     if rejected and len(rejected) == len(selected):
         path, reason = next(iter(rejected.items()))
@@ -226,7 +225,6 @@ def _human_bytes(n: float) -> str:
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 def _prune(raw_dir: Path, keep: set[str]) -> int:
@@ -237,7 +235,7 @@ def _prune(raw_dir: Path, keep: set[str]) -> int:
             continue
         rel = path.relative_to(raw_dir).as_posix()
         stale_audio = path.suffix.lower() in AUDIO_SUFFIXES and rel not in keep
-        if stale_audio or path.name.endswith(".part"):
+        if stale_audio or path.name.endswith(TEMP_SUFFIX):
             path.unlink()
             removed += 1
     return removed

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from audioclf.fileio import atomic_path
-from audioclf.predict import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY
+from audioclf.predict import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY, ort_session
 
 INPUT_NAME = "waveform"
 OUTPUT_NAME = "logits"
@@ -97,14 +97,7 @@ def deploy_copy(src: Path, dst: Path, classes: list[str], sample_rate: int, n_sa
         onnx.save(model, str(tmp))
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+session = ort_session  # predict's helper: the model is measured as it will be served
 
 
 def run_onnx(sess, waves: np.ndarray, batch_size: int = 64) -> np.ndarray:

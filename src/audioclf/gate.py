@@ -51,20 +51,13 @@ class Rule:
     advisory: bool = False
 
     def describe(self) -> str:
-        parts = []
-        if self.max_drop is not None:
-            parts.append(f"drop<={self.max_drop:g}")
-        if self.max_drop_rel is not None:
-            parts.append(f"drop<={self.max_drop_rel:.0%}")
-        if self.max_increase is not None:
-            parts.append(f"rise<={self.max_increase:g}")
-        if self.max_increase_rel is not None:
-            parts.append(f"rise<={self.max_increase_rel:.0%}")
-        if self.min is not None:
-            parts.append(f">={self.min:g}")
-        if self.max is not None:
-            parts.append(f"<={self.max:g}")
-        return "advisory" if self.advisory else ", ".join(parts)
+        if self.advisory:
+            return "advisory"
+        formats = (
+            ("max_drop", "drop<={:g}"), ("max_drop_rel", "drop<={:.0%}"), ("max_increase", "rise<={:g}"),
+            ("max_increase_rel", "rise<={:.0%}"), ("min", ">={:g}"), ("max", "<={:g}"),
+        )  # fmt: skip
+        return ", ".join(fmt.format(getattr(self, name)) for name, fmt in formats if getattr(self, name) is not None)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,19 @@ SIDECAR_KEYS = ("architecture", "model_params", "classes", "input_shape", "norma
 RETRAIN = "retrain (dvc repro -f train) or restore both files from the same run"
 
 
+def save_torch(obj: Any, path: Path) -> None:
+    """torch.save through an open file: given a path, torch names the archive inside after the
+    (random temp) file name, so equal weights would give different bytes and DVC hashes."""
+    with open(path, "wb") as fh:
+        torch.save(obj, fh)
+
+
 def save_model(model: Classifier, sidecar: dict[str, Any], models_dir: Path) -> None:
     """Both files are replaced together (the sidecar last), so a reader never pairs new weights
     with an old sidecar."""
     models_dir.mkdir(parents=True, exist_ok=True)
     with atomic_paths(models_dir / WEIGHTS_NAME, models_dir / SIDECAR_NAME) as (weights, side):
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
+        save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()}, weights)
         side.write_text(json.dumps(sidecar, indent=2) + "\n")
 
 

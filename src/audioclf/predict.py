@@ -67,8 +67,8 @@ def sidecar_path(model: Path) -> Path:
     return model.with_name(model.name + ".json")
 
 
-def _session(path: Path, threads: int) -> Any:
-    """Same settings as `audioclf.export.session` (which cannot be imported: it imports torch)."""
+def ort_session(path: Path, threads: int) -> Any:
+    """A CPU onnxruntime session; the quantize stage measures with the same settings."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -114,7 +114,7 @@ def load_model(model: Path, threads: int = 0) -> Deployed:
     side = sidecar_path(model)
     meta = _read_sidecar(side)
     try:
-        sess = _session(model, threads)
+        sess = ort_session(model, threads)
     except Exception as exc:  # onnxruntime raises its own, unexported exception classes
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise AudioclfError(f"{model}: onnxruntime cannot load it ({first}); rebuild with dvc repro quantize") from exc

@@ -40,6 +40,7 @@ from audioclf.distributed import SINGLE, DistContext, all_reduce_sum, broadcast_
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_path
 from audioclf.metrics import confusion_matrix, per_class_scores
+from audioclf.modelio import save_torch
 from audioclf.models import Classifier, backbone_parameters, build_model
 
 CHECKPOINT_NAME = "last.pt"
@@ -448,7 +449,7 @@ def train_model(
                 # no RNG states: epoch_generators and the sampler rebuild them from `epoch` exactly
             }
             with atomic_path(ckpt_path) as tmp:
-                torch.save(ckpt, tmp)
+                save_torch(ckpt, tmp)
 
     bar.close()
     for p in frozen:

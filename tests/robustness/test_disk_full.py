@@ -112,9 +112,9 @@ def test_training_disk_full_when_saving_a_checkpoint(tmp_path: Path, monkeypatch
     argv = write_tiny_project(tmp_path, epochs=3)
     real = torch.save
 
-    def save(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04partial")
-        raise enospc(f)
+    def save(obj, f, *args, **kwargs):  # the checkpoint is saved through an open file
+        f.write(b"PK\x03\x04partial")
+        raise enospc(f.name)
 
     monkeypatch.setattr(torch, "save", save)
     threads = torch.get_num_threads()

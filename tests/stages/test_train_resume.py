@@ -11,48 +11,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
-import yaml
 
 from audioclf.stages import train as train_stage
+from tests.helpers import write_train_project
 
 EPOCHS = 40
 KILL_AFTER = 3
 
 
-def write_tiny_project(root: Path, n: int = 60, n_classes: int = 4, **train: object) -> list[str]:
+def write_tiny_project(root: Path, n: int = 60, **train: object) -> list[str]:
     """features (n, 1, 16, 20) float16 + index/meta, splits and params; returns the stage argv."""
-    rng = np.random.default_rng(0)
-    y = np.arange(n) % n_classes
-    x = rng.normal(0.0, 2.0, (n, 1, 16, 20)) - 40.0
-    for i, c in enumerate(y):
-        x[i, 0, 4 * c : 4 * c + 2, :] += 3.0
-    classes = [f"c{i}" for i in range(n_classes)]
-    feats = root / "features"
-    feats.mkdir(parents=True)
-    np.save(feats / "features.npy", x.astype(np.float16))
-    index = pd.DataFrame({"row": range(n), "path": [f"a/{i}.wav" for i in range(n)], "label": [classes[c] for c in y]})
-    index["fold"], index["group"] = np.arange(n) % 5 + 1, ""
-    index.to_csv(feats / "index.csv", index=False)
-    meta = {"features": {}, "sample_rate": 8000, "duration_s": 0.25, "n_samples": 2000}
-    (feats / "meta.json").write_text(json.dumps({**meta, "classes": classes, "shape": list(x.shape), "skipped": []}))
-    splits = root / "splits"
-    splits.mkdir()
-    index[index.fold <= 3].to_csv(splits / "train.csv", index=False)
-    index[index.fold == 4].to_csv(splits / "val.csv", index=False)
-    index[index.fold == 5].to_csv(splits / "test.csv", index=False)
-    params = {
-        "train": {"channels": [4, 8], "epochs": 3, "batch_size": 8, "lr": 0.01, "patience": 100, **train},
-        "runtime": {"device": "cpu", "threads": 1},  # one thread: bit-identical across processes
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return [
-        "--params", str(root / "params.yaml"), "--features", str(feats), "--splits", str(splits),
-        "--models", str(root / "models"), "--live", str(root / "metrics" / "train"),
-    ]  # fmt: skip
+    return write_train_project(
+        root, n=n, n_folds=5, noise=2.0, band=2, boost=3.0,
+        train={"patience": 100, **train},
+        runtime={"device": "cpu", "threads": 1},  # one thread: bit-identical across processes
+    )  # fmt: skip
 
 
 def checkpoint_epoch(path: Path) -> int:

@@ -9,19 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch._dynamo  # DDP imports it lazily (seconds); forked ranks then inherit it
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import yaml
 
 from audioclf.config import TrainConfig
 from audioclf.distributed import DistContext, context_from_env, torchrun_command, wrap
 from audioclf.models import build_model
 from audioclf.training import mixup_loss
+from tests.helpers import write_train_project
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 CFG = TrainConfig(channels=[4, 8], label_smoothing=0.1)
@@ -80,33 +78,10 @@ def test_torchrun_environment_is_read_once_by_the_stage():
     assert cmd[-4:] == ["-m", "audioclf.cli", "stage", "train"]
 
 
-def write_tiny_project(root: Path, n: int = 48, n_classes: int = 4, **runtime: object) -> list[str]:
-    rng = np.random.default_rng(0)
-    y = np.arange(n) % n_classes
-    x = rng.normal(0.0, 1.0, (n, 1, 16, 20)) - 40.0
-    for i, c in enumerate(y):
-        x[i, 0, 4 * c : 4 * c + 3, :] += 6.0
-    classes = [f"c{i}" for i in range(n_classes)]
-    feats, splits = root / "features", root / "splits"
-    feats.mkdir(parents=True)
-    splits.mkdir()
-    np.save(feats / "features.npy", x.astype(np.float16))
-    index = pd.DataFrame({"row": range(n), "path": [f"a/{i}.wav" for i in range(n)], "label": [classes[c] for c in y]})
-    index["fold"], index["group"] = np.arange(n) % 4 + 1, ""
-    index.to_csv(feats / "index.csv", index=False)
-    meta = {"features": {}, "sample_rate": 8000, "duration_s": 0.25, "n_samples": 2000, "classes": classes}
-    (feats / "meta.json").write_text(json.dumps({**meta, "shape": list(x.shape), "skipped": []}))
-    index[index.fold <= 3].to_csv(splits / "train.csv", index=False)
-    index[index.fold == 4].to_csv(splits / "val.csv", index=False)
-    params = {
-        "train": {"channels": [4, 8], "epochs": 3, "batch_size": 8, "lr": 0.01},
-        "runtime": {"device": "cpu", "threads": 1, **runtime},
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return [
-        "--params", str(root / "params.yaml"), "--features", str(feats), "--splits", str(splits),
-        "--models", str(root / "models"), "--live", str(root / "metrics" / "train"),
-    ]  # fmt: skip
+def write_tiny_project(root: Path, n: int = 48, **runtime: object) -> list[str]:
+    return write_train_project(
+        root, n=n, n_folds=4, noise=1.0, band=3, boost=6.0, train={}, runtime={"device": "cpu", "threads": 1, **runtime}
+    )
 
 
 @pytest.mark.slow

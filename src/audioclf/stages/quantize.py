@@ -94,7 +94,6 @@ def main(argv: list[str] | None = None) -> None:
     remove_stale_temps(args.models, variants_dir, args.metrics)  # what a killed run left
     for stale in variants_dir.glob("*.pre.onnx"):
         stale.unlink()
-    (args.models / "model.onnx.part").unlink(missing_ok=True)  # this stage's temp name before atomic_path
     paths = {v: variants_dir / f"{v}.onnx" for v in q.variants}
     export.export_onnx(full, n_samples, paths["fp32"], q.opset)
     builders = {
