@@ -20,6 +20,11 @@ from scipy.signal import resample_poly
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_path
 
+# Every suffix the project treats as audio: folder corpora, stale-file pruning and `predict` folders.
+# (A file named explicitly is tried whatever its suffix; soundfile decides.)
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64"}
+)
 # A header outside this range is damaged (or a sensor log, not audio); resampling 1 Hz to 16 kHz
 # would also blow a short file up to hours of samples.
 MIN_RATE, MAX_RATE = 1_000, 768_000

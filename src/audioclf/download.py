@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from audioclf.audio import AUDIO_SUFFIXES
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
 from audioclf.fileio import REJECTED_CSV, TEMP_SUFFIX, sha256_file, write_csv
 from audioclf.sources.base import METADATA_COLUMNS, Source, safe_relpath
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}
 JOURNAL = ".download-journal.csv"  # files completed by an unfinished run; the manifest replaces it
 REJECTED = REJECTED_CSV  # rows whose file arrived but is not usable audio: path, reason
 MAX_WORKERS = 32  # parallel fetches, whatever runtime.workers says: politeness to the servers

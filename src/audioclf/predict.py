@@ -21,15 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from audioclf.audio import fix_length, load_clip
+from audioclf.audio import AUDIO_SUFFIXES, fix_length, load_clip
 from audioclf.errors import ArgumentParser, AudioclfError
 from audioclf.metrics import softmax
 
 DEFAULT_MODEL = Path("models/model.onnx")
-# What folders are searched for (files named on the command line are tried whatever their suffix).
-AUDIO_SUFFIXES = frozenset(
-    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".caf", ".w64"}
-)
 BATCH = 32  # windows per onnxruntime call: bounds memory on hour-long files
 # graph metadata the quantize stage writes into model.onnx (export.deploy_copy), checked against the sidecar
 ONNX_CLASSES_KEY = "audioclf.classes"

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from audioclf.audio import AUDIO_SUFFIXES
 from audioclf.errors import AudioclfError
 from audioclf.fetch import check_location, is_remote, local_path
 from audioclf.sources.base import Preset, Source
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
 def is_audio_file(path: Path) -> bool:
@@ -81,7 +80,7 @@ class FolderSource(Source):
                 )
         if not rows:
             raise AudioclfError(
-                f"{root}: no audio files in class sub-folders ({', '.join(AUDIO_SUFFIXES)}); "
+                f"{root}: no audio files in class sub-folders ({', '.join(sorted(AUDIO_SUFFIXES))}); "
                 "expected <data.source>/<class>/<file>"
             )
         return pd.DataFrame(rows)
