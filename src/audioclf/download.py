@@ -17,8 +17,8 @@ from tqdm import tqdm
 from audioclf.audio import AUDIO_SUFFIXES
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
-from audioclf.fileio import REJECTED_CSV, TEMP_SUFFIX, sha256_file, write_csv
-from audioclf.sources.base import METADATA_COLUMNS, Source, safe_relpath
+from audioclf.fileio import METADATA_COLUMNS, REJECTED_CSV, TEMP_SUFFIX, sha256_file, write_csv
+from audioclf.sources.base import Source, safe_relpath
 
 JOURNAL = ".download-journal.csv"  # files completed by an unfinished run; the manifest replaces it
 REJECTED = REJECTED_CSV  # rows whose file arrived but is not usable audio: path, reason
@@ -41,13 +41,7 @@ def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
         raise AudioclfError(f"metadata: missing column(s) {missing}; needs {list(METADATA_COLUMNS)}")
     selected = meta
     if cfg.classes is not None:
-        available = sorted(meta["label"].astype(str).unique())
-        unknown = [c for c in cfg.classes if c not in available]
-        if unknown:
-            raise AudioclfError(
-                f"params: `data.classes` has {unknown}, not in the {cfg.dataset} corpus; "
-                f"valid names: {', '.join(available)}"
-            )
+        check_classes(cfg, tuple(sorted(meta["label"].astype(str).unique())))
         selected = selected[selected["label"].isin(cfg.classes)]
     if cfg.folds is not None:
         available_folds = sorted(int(f) for f in pd.to_numeric(meta["fold"], errors="coerce").dropna().unique())

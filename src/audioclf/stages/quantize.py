@@ -3,7 +3,6 @@ the quantized variants, measure size / F1 / latency of each, and deploy the chos
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,15 @@ from tqdm import tqdm
 from audioclf import export
 from audioclf.audio import load_clip
 from audioclf.cache import read_split
-from audioclf.config import FeaturesConfig
+from audioclf.config import to_dict
+from audioclf.deploy import ONNX_NAME, DeploySidecar, sidecar_path
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_paths, remove_stale_temps, write_json
 from audioclf.metrics import classification_report, softmax
 from audioclf.modelio import load_model
+from audioclf.runtime import configure_threads
 from audioclf.stages.common import params, parser, say
-from audioclf.training import configure_threads
 
 PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
 
@@ -54,16 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     q = cfg.quantize
     threads = configure_threads(cfg.runtime.threads)
     model, meta = load_model(args.models)
-    sidecar_path = args.models / "model.json"
-    missing = [k for k in ("feature_params", "sample_rate", "n_samples", "duration_s") if k not in meta]
-    if missing:  # the graph computes the features itself: it needs their exact settings
-        raise AudioclfError(f"{sidecar_path}: lacks {', '.join(missing)}; retrain (dvc repro -f train)")
-    sample_rate, n_samples, classes = meta["sample_rate"], meta["n_samples"], meta["classes"]
-    try:
-        feature_cfg = FeaturesConfig(**meta["feature_params"])
-    except (TypeError, AudioclfError) as exc:
-        raise AudioclfError(f"{sidecar_path}: invalid feature_params ({exc}); retrain (dvc repro -f train)") from exc
-    extractor = FeatureExtractor(feature_cfg, sample_rate)
+    sample_rate, n_samples, classes = meta.sample_rate, meta.n_samples, meta.classes
+    # the graph computes the features itself, with the exact settings model.json holds
+    extractor = FeatureExtractor(meta.features, sample_rate)
     full = export.WaveformClassifier(extractor, model).eval()
 
     test = read_split(args.splits, "test")
@@ -138,21 +131,21 @@ def main(argv: list[str] | None = None) -> None:
     report["deployed"] = q.deploy
     report["torch_latency_ms"] = {"b1": round(torch_b1, 3), "b32": round(torch_b32, 3), "threads": threads}
 
-    deployed = args.models / "model.onnx"
-    sidecar = export.deployment_sidecar(
-        classes,
-        sample_rate,
-        meta["duration_s"],
-        n_samples,
-        q.deploy,
-        architecture=meta["architecture"],
-        feature_params=meta["feature_params"],
+    deployed = args.models / ONNX_NAME
+    sidecar = DeploySidecar(
+        classes=classes,
+        sample_rate=sample_rate,
+        n_samples=n_samples,
+        duration_s=meta.duration_s,
+        variant=q.deploy,
+        architecture=meta.architecture,
+        feature_params=to_dict(meta.features),
         test_f1_macro=report[q.deploy]["f1_macro"],
     )
     # model and sidecar are replaced together: predict never pairs a new graph with an old sidecar
-    with atomic_paths(deployed, args.models / "model.onnx.json") as (onnx_tmp, sidecar_tmp):
+    with atomic_paths(deployed, sidecar_path(deployed)) as (onnx_tmp, sidecar_tmp):
         export.deploy_copy(paths[q.deploy], onnx_tmp, classes, sample_rate, n_samples)
-        sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+        sidecar_tmp.write_text(sidecar.to_json())
     write_json(args.metrics / "quantize.json", report)
     lines = [
         f"{v:>13}: {report[v]['size_mb']:.3f} MB, F1 {report[v]['f1_macro']:.4f}, "
