@@ -179,3 +179,27 @@ def test_freeze_epochs_train_only_the_head_first():
         assert torch.equal(p, p0)
     assert not torch.equal(result.model.net.head[-1].weight, init.net.head[-1].weight)
     assert all(p.requires_grad for p in result.model.parameters())
+
+
+def test_the_optimizer_choice_is_real():
+    from audioclf.training import make_optimizer
+
+    net = build_model("convnet", 1, 4, torch.zeros(1, 16), torch.ones(1, 16), ConvNetParams([4], 0.0))
+    sgd = make_optimizer(tiny_cfg(optimizer="sgd", lr=0.05), net)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9 and sgd.defaults["nesterov"]
+    assert isinstance(make_optimizer(tiny_cfg(), net), torch.optim.AdamW)
+    x, y = tiny_cache()
+    a = train_model(x, y, np.arange(28), np.arange(28, 40), list("abcd"), tiny_cfg(epochs=2), CPU, progress=False)
+    b = train_model(
+        x, y, np.arange(28), np.arange(28, 40), list("abcd"), tiny_cfg(epochs=2, optimizer="sgd"), CPU, progress=False
+    )
+    assert a.history[-1].train_loss != b.history[-1].train_loss  # the choice reaches training
+
+
+def test_the_checkpoint_holds_exactly_its_declared_keys(tmp_path):
+    from audioclf.checkpoint import CHECKPOINT_KEYS, CHECKPOINT_NAME, is_checkpoint
+
+    x, y = tiny_cache()
+    train_model(x, y, np.arange(28), np.arange(28, 40), list("abcd"), tiny_cfg(epochs=1), CPU, tmp_path, progress=False)
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    assert list(saved) == list(CHECKPOINT_KEYS) and is_checkpoint(saved) and saved["epoch"] == 1
