@@ -93,7 +93,7 @@ class ArchiveSource(Source):
         final = final or archive
         tag = hashlib.sha256(str(final.resolve()).encode()).hexdigest()[:10]
         index_path = self.cache_dir / "index" / f"{tag}-{final.name}.json"
-        return cached_scan(archive, index_path, (self.marker, *self.capture))
+        return cached_scan(archive, index_path, (self.marker, *self.capture), self.limits)
 
     def _archive_layout(self, archive: Path) -> Layout:
         index = self._scan(archive)
@@ -148,4 +148,5 @@ class ArchiveSource(Source):
             check_audio,
             lambda name, dest: done(by_member[name], dest),
             None if reject is None else lambda name, reason: reject(by_member[name], reason),
+            self.limits,
         )
