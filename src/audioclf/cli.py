@@ -5,12 +5,14 @@ Imports are lazy so `audioclf predict` never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
 import sys
 from collections.abc import Callable
 
+from audioclf import procs
 from audioclf.errors import AudioclfError
 
 STAGES = ("download", "split", "features", "train", "evaluate", "quantize", "cv")
@@ -51,14 +53,21 @@ def _resolve(argv: list[str]) -> tuple[Callable[[list[str]], object], list[str]]
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    procs.handle_sigterm()
     try:
         entry, rest = _resolve(argv)
-        code = entry(rest)
+        # one run of a stage per project at a time (a second one would delete the first's temp files)
+        lock = procs.stage_lock(argv[1]) if argv[0] == "stage" else contextlib.nullcontext()
+        with lock:
+            code = entry(rest)
     except AudioclfError as exc:
         if os.environ.get("AUDIOCLF_DEBUG") == "1":
             raise
         print(f"audioclf: error: {exc}", file=sys.stderr)
         return 2
+    except procs.Terminated:
+        print("audioclf: terminated (SIGTERM); rerun the same command to continue", file=sys.stderr)
+        return procs.EXIT_TERMINATED
     except KeyboardInterrupt:
         print("audioclf: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130

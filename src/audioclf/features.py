@@ -25,6 +25,7 @@ from audioclf.audio import load_clip
 from audioclf.config import FeaturesConfig
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_path, preallocate
+from audioclf.procs import die_with_parent
 
 
 class FeatureExtractor(nn.Module):
@@ -99,8 +100,9 @@ class _Job:
 _WORKER_JOB: _Job | None = None
 
 
-def _init_worker(job: _Job) -> None:
+def _init_worker(job: _Job, parent_pid: int) -> None:
     global _WORKER_JOB
+    die_with_parent(parent_pid)  # a SIGKILLed stage must not leave its workers running
     _WORKER_JOB = job
     torch.set_num_threads(1)  # one process per core already; more threads would oversubscribe
 
@@ -150,7 +152,7 @@ def default_workers(workers: int) -> int:
 def _pool(n_workers: int, job: _Job) -> ProcessPoolExecutor:
     # fork: workers inherit the imported modules instead of re-importing torch (~2 s each)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(n_workers, multiprocessing.get_context(method), _init_worker, (job,))
+    return ProcessPoolExecutor(n_workers, multiprocessing.get_context(method), _init_worker, (job, os.getpid()))
 
 
 def _compact(tmp: Path, n_rows: int) -> None:
