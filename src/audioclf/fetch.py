@@ -241,6 +241,9 @@ class _Body:
             except _WIRE_ERRORS as exc:
                 if "timed out" in str(exc).lower():
                     raise _Transient(f"body stalled longer than data.timeout_s after {self.wire} bytes") from None
+                expected = self.length()
+                if expected is not None:  # the bytes that did arrive, not a buffer's worth
+                    raise _Transient(f"connection closed after {self.wire} of {expected} bytes") from None
                 raise _Transient(f"connection closed mid-body after {self.wire} bytes ({_one_line(exc)})") from None
             if not data:
                 break
