@@ -44,7 +44,7 @@ def corpus(mirror_root: Path, bad: str, n: int = 20) -> tuple[list[tuple[str, st
 def test_one_bad_row_is_skipped_listed_and_counted(
     tmp_path: Path, mirror: MirrorServer, mirror_root: Path, bad: str
 ) -> None:
-    rows, value = corpus(mirror_root, bad)
+    rows, _ = corpus(mirror_root, bad)
     data = {"dataset": "csv", "source": mirror.url + "clips/clips.csv", "sample_rate": 16_000, "duration_s": 0.25}
     raw = run_download(tmp_path, data)
     rejected = pd.read_csv(raw / "rejected.csv")
@@ -82,7 +82,7 @@ def test_on_bad_row_fail_stops_at_the_bad_row_with_one_line(
 def test_skipped_rows_count_against_the_features_skip_budget(
     tmp_path: Path, mirror: MirrorServer, mirror_root: Path
 ) -> None:
-    rows, _ = corpus(mirror_root, "missing", n=10)
+    corpus(mirror_root, "missing", n=10)
     data = {"dataset": "csv", "source": mirror.url + "clips/clips.csv", "sample_rate": 16_000, "duration_s": 0.25}
     raw = run_download(tmp_path, data)
     params = write_params(tmp_path / "params.yaml", data, features={"n_fft": 256, "win_length": 256,
