@@ -274,3 +274,17 @@ def test_an_unknown_content_encoding_is_one_line() -> None:
     resp = types.SimpleNamespace(headers={"Content-Encoding": "br"})
     with pytest.raises(AudioclfError, match=r"Content-Encoding 'br', which audioclf does not decode"):
         audioclf.fetch._Body(resp, "http://x/y.wav", None, "")  # type: ignore[arg-type]
+
+
+def test_a_cached_archive_refused_under_a_lower_cap_leaves_the_cache(
+    tmp_path: Path, mirror: MirrorServer, mirror_root: Path, us8k_tree: Path
+) -> None:
+    csv = us8k_tree / "UrbanSound8K/metadata/UrbanSound8K.csv"
+    csv.write_bytes(csv.read_bytes() + b"\n" * (2 * MB))  # blank lines: valid, but over a 1 MB cap
+    make_tar(us8k_tree, mirror_root / US8K)
+    data = {"dataset": "urbansound8k", "source": mirror.url + US8K}
+    run_download(tmp_path, data)
+    assert not nothing_cached(tmp_path / "cache")  # the archive and its index are kept for reruns
+    with pytest.raises(AudioclfError, match=r"larger than data\.max_metadata_mb \(1 MB\)"):
+        run_download(tmp_path, {**data, "max_metadata_mb": 1})
+    assert nothing_cached(tmp_path / "cache")
