@@ -69,7 +69,7 @@ class UnusableAudio(BadRow):
 class MissingFile(BadRow):
     """The row's file is not at the source (HTTP 404/410, not in the folder)."""
 
-    advice = "check data.source (the file is missing from the server or mirror), or remove the row"
+    advice = "check data.source (the file is missing from the server or mirror)"
 
 
 class OversizedFile(BadRow):
