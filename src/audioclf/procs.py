@@ -77,9 +77,12 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def lock_dir(root: Path) -> Path:
-    """Where stage locks live: inside `.dvc/tmp` (git- and DVC-ignored) in a DVC project."""
-    dvc = root / ".dvc"
-    return dvc / "tmp" / "locks" if dvc.is_dir() else root / ".audioclf" / "locks"
+    """Where stage locks live: `.dvc/tmp/locks` of the DVC project holding `root` (git- and
+    DVC-ignored; a pipeline in a subfolder such as cv/ shares it), else `root/.audioclf/locks`."""
+    for folder in (root, *root.resolve().parents):
+        if (folder / ".dvc").is_dir():
+            return folder / ".dvc" / "tmp" / "locks"
+    return root / ".audioclf" / "locks"
 
 
 @contextlib.contextmanager

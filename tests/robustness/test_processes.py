@@ -190,3 +190,13 @@ def test_lock_errors_are_audioclf_errors(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_lock_names_keep_cv_folds_apart_and_find_the_dvc_project(tmp_path: Path) -> None:
+    from audioclf.cli import _lock_name
+
+    assert _lock_name(["features", "--raw", "x"]) == "features"
+    assert _lock_name(["cv", "fold", "3", "--params", "p"]) != _lock_name(["cv", "fold", "4"])
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "cv").mkdir()
+    assert procs.lock_dir(tmp_path / "cv") == tmp_path / ".dvc" / "tmp" / "locks"  # a pipeline in a subfolder
