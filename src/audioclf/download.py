@@ -246,7 +246,7 @@ def run_download(
     write_csv(raw_dir / "metadata.csv", selected.drop(columns=[REFUSED_COLUMN], errors="ignore"))
     journal_path.unlink(missing_ok=True)
     return DownloadReport(
-        selected=len(selected), fetched=len(todo) - len(rejected), reused=reused, removed=removed,
+        selected=len(selected), fetched=len(todo) - (len(rejected) - len(refused)), reused=reused, removed=removed,
         rejected=len(rejected),
     )  # fmt: skip
 

@@ -42,11 +42,14 @@ def corpus(mirror_root: Path, bad: str, n: int = 20) -> tuple[list[tuple[str, st
 
 @pytest.mark.parametrize("bad", list(BAD_ROWS))
 def test_one_bad_row_is_skipped_listed_and_counted(
-    tmp_path: Path, mirror: MirrorServer, mirror_root: Path, bad: str
+    tmp_path: Path, mirror: MirrorServer, mirror_root: Path, capsys, bad: str
 ) -> None:
     rows, _ = corpus(mirror_root, bad)
     data = {"dataset": "csv", "source": mirror.url + "clips/clips.csv", "sample_rate": 16_000, "duration_s": 0.25}
     raw = run_download(tmp_path, data)
+    summary = capsys.readouterr().out
+    assert f"{len(rows) + 1} rows selected from csv: {len(rows)} fetched, 0 already present" in summary
+    assert "1 row(s) rejected" in summary
     rejected = pd.read_csv(raw / "rejected.csv")
     assert len(rejected) == 1 and BAD_ROWS[bad][2] in rejected["reason"][0]
     meta = pd.read_csv(raw / "metadata.csv")

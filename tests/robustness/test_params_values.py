@@ -51,7 +51,19 @@ def float_fields(cls: type = Params, prefix: tuple[str, ...] = ()) -> list[tuple
     return found
 
 
-FLOAT_FIELDS = float_fields()
+def model_float_fields() -> list[tuple[tuple[str, ...], Any]]:
+    """The same for each architecture's own params (`train.model_params.<name>`), where the
+    project has a models registry."""
+    try:
+        from audioclf.models import architectures
+    except ImportError:  # no registry: model params are plain train.* fields, covered above
+        return []
+    return [
+        f for name, arch in architectures().items() for f in float_fields(arch.params, ("train", "model_params", name))
+    ]
+
+
+FLOAT_FIELDS = float_fields() + model_float_fields()
 BAD = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
