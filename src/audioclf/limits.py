@@ -64,7 +64,7 @@ class StallWatch:
         moved = total - self._bytes
         if moved < self.min_rate * elapsed:
             raise Stalled(
-                f"the transfer stalled: {moved} bytes in the last {elapsed:.0f} s, under the minimum "
+                f"the transfer stalled: {moved} bytes in the last {elapsed:.1f} s, under the minimum "
                 f"{self.min_rate:g} bytes/s"
             )
         self._start, self._bytes = now, total
