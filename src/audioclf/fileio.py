@@ -50,8 +50,12 @@ def disk_full_error(exc: OSError, path: str | Path) -> AudioclfError:
 def _temp_next_to(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to this user
+    try:
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to this user
+    except BaseException:  # Ctrl-C / SIGTERM right here: the caller never sees the name to remove
+        os.unlink(tmp)
+        raise
     return Path(tmp)
 
 
