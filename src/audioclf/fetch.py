@@ -27,7 +27,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
-from audioclf.audio import MAX_RATE, MIN_RATE, describe_content
+from audioclf.audio import MAX_RATE, MIN_RATE, describe_content, libsndfile_reason
 from audioclf.errors import AudioclfError, brief
 from audioclf.fileio import atomic_path
 from audioclf.limits import Limits, Stalled, StallWatch, TooLarge
@@ -160,25 +160,17 @@ def check_audio(path: Path) -> None:
             rate = audio.samplerate
             frames = sum(len(block) for block in audio.blocks(blocksize=CHUNK, dtype="float32"))
     except (RuntimeError, ValueError, TypeError, sf.SoundFileError) as exc:
-        reason = " ".join(str(exc).replace(str(path), "the file").split())[:120]
-        raise InvalidContent(f"not decodable audio ({describe_content(path)}; libsndfile: {reason})") from None
+        raise InvalidContent(
+            f"not decodable audio ({describe_content(path)}; libsndfile: {libsndfile_reason(exc, path)})"
+        ) from None
     if frames == 0:
         raise InvalidContent("the audio has no samples (a header only)")
     if not MIN_RATE <= rate <= MAX_RATE:
         raise InvalidContent(f"the header's sample rate {rate} Hz is implausible (a damaged header)")
 
 
-def check_nonempty(path: Path) -> None:
-    if path.stat().st_size == 0:
-        raise InvalidContent("the body is empty")
-
-
 # ---------------------------------------------------------------------------------------------
 # The fetcher
-
-
-def _one_line(exc: BaseException) -> str:
-    return brief(exc)
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -244,7 +236,7 @@ class _Body:
                 expected = self.length()
                 if expected is not None:  # the bytes that did arrive, not a buffer's worth
                     raise _Transient(f"connection closed after {self.wire} of {expected} bytes") from None
-                raise _Transient(f"connection closed mid-body after {self.wire} bytes ({_one_line(exc)})") from None
+                raise _Transient(f"connection closed mid-body after {self.wire} bytes ({brief(exc)})") from None
             if not data:
                 break
             self.wire += len(data)
@@ -420,9 +412,9 @@ class Fetcher:
         except requests.Timeout:
             raise _Transient(f"no response within data.timeout_s={self.timeout_s} s") from None
         except requests.ConnectionError as exc:
-            raise _Transient(f"connection failed ({_one_line(exc)})") from None
+            raise _Transient(f"connection failed ({brief(exc)})") from None
         except requests.RequestException as exc:  # invalid URL, too many redirects: not transient
-            raise AudioclfError(f"{url}: {_one_line(exc)}; check data.source") from None
+            raise AudioclfError(f"{url}: {brief(exc)}; check data.source") from None
         code = resp.status_code
         if code == 429 or code >= 500:
             retry_after = retry_after_s(resp.headers.get("Retry-After"))

@@ -17,7 +17,6 @@ from audioclf.errors import AudioclfError
 from audioclf.fetch import BadRow, Fetcher
 from audioclf.limits import Limits
 
-METADATA_COLUMNS = ("path", "label", "fold", "group")
 # a source may mark rows it refuses (why, else ""); the download stage drops the column
 REFUSED_COLUMN = "_refused"
 
