@@ -20,9 +20,25 @@ from pathlib import Path
 from audioclf.errors import AudioclfError, brief
 from audioclf.fetch import InvalidContent
 from audioclf.fileio import atomic_path, write_json
+from audioclf.limits import Limits, describe_cap
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: captured texts are capped and NUL-free
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
+
+
+class UnsafeArchive(AudioclfError):
+    """The archive holds something no corpus archive holds (a path leaving the folder, a link, a
+    device, an oversized or binary metadata member): refused whole. `reason` omits the location."""
+
+    refused = True
+
+    def __init__(self, archive: Path | str, reason: str) -> None:
+        super().__init__(f"{archive}: {reason}; refusing this archive (use the corpus's official archive)")
+        self.reason = reason
+
+
+class DamagedArchive(AudioclfError):
+    """Not a readable tar archive (cut short, corrupted): downloading it again may help."""
 
 
 @dataclass(frozen=True)
@@ -36,32 +52,50 @@ def normalise_member(name: str, archive: Path) -> str:
     posix = name.replace("\\", "/")
     norm = posixpath.normpath(posix)
     if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":") or norm == ".." or norm.startswith("../"):
-        raise AudioclfError(
-            f"{archive}: member {name!r} points outside the extraction folder; refusing this archive "
-            "(delete it and download the corpus from its official source)"
-        )
+        raise UnsafeArchive(archive, f"member {brief(repr(name))} points outside the extraction folder")
     return "" if norm == "." else norm
 
 
 def _check_member(member: tarfile.TarInfo, archive: Path) -> str:
     name = normalise_member(member.name, archive)
     if member.issym() or member.islnk():
-        raise AudioclfError(
-            f"{archive}: member {member.name!r} is a link (to {member.linkname!r}); corpus archives hold only "
-            "regular files, refusing this archive"
+        raise UnsafeArchive(
+            archive,
+            f"member {brief(repr(member.name))} is a link (to {brief(repr(member.linkname))}); corpus archives "
+            "hold only regular files",
         )
     if not (member.isfile() or member.isdir()):
-        raise AudioclfError(f"{archive}: member {member.name!r} is a device or pipe; refusing this archive")
+        raise UnsafeArchive(archive, f"member {brief(repr(member.name))} is a device or pipe")
     return name
+
+
+def _read_text(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, archive: Path, cap: int) -> str:
+    """A metadata member's text, read only up to `cap` bytes: an oversized or binary one refuses
+    the archive before it is held in memory or written to the index."""
+    if member.size > cap:
+        raise UnsafeArchive(
+            archive, f"metadata member {brief(repr(name))} is {describe_cap(cap, 'data.max_metadata_mb')}"
+        )
+    fh = tar.extractfile(member)
+    data = fh.read(cap + 1) if fh else b""
+    if len(data) > cap:  # pragma: no cover - tar sizes are exact; kept for other readers
+        raise UnsafeArchive(
+            archive, f"metadata member {brief(repr(name))} is {describe_cap(cap, 'data.max_metadata_mb')}"
+        )
+    if b"\x00" in data:
+        raise UnsafeArchive(archive, f"metadata member {brief(repr(name))} holds NUL bytes (binary, not text)")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def matches(name: str, suffixes: tuple[str, ...]) -> bool:
     return any(name == s or name.endswith("/" + s) for s in suffixes)
 
 
-def scan_tar(path: Path, capture: tuple[str, ...] = ()) -> ArchiveIndex:
+def scan_tar(path: Path, capture: tuple[str, ...] = (), limits: Limits | None = None) -> ArchiveIndex:
     """Read the whole archive once: every regular file's name, plus the text of members whose
-    name ends with one of `capture`. Raises AudioclfError on a damaged or unsafe archive."""
+    name ends with one of `capture` (each at most limits.max_metadata_bytes). Raises
+    UnsafeArchive / DamagedArchive (AudioclfErrors)."""
+    cap = (limits or Limits()).max_metadata_bytes
     members: list[str] = []
     texts: dict[str, str] = {}
     try:
@@ -72,20 +106,28 @@ def scan_tar(path: Path, capture: tuple[str, ...] = ()) -> ArchiveIndex:
                     continue
                 members.append(name)
                 if matches(name, capture):
-                    fh = tar.extractfile(member)
-                    texts[name] = fh.read().decode("utf-8-sig", errors="replace") if fh else ""
+                    texts[name] = _read_text(tar, member, name, path, cap)
     except _READ_ERRORS as exc:
-        raise AudioclfError(f"{path}: not a readable tar archive ({brief(exc)}); delete it to download again") from None
+        raise DamagedArchive(
+            f"{path}: not a readable tar archive ({brief(exc, 120)}); delete it to download again"
+        ) from None
     if not members:
-        raise AudioclfError(f"{path}: the archive holds no files; delete it to download again")
+        raise DamagedArchive(f"{path}: the archive holds no files; delete it to download again")
     return ArchiveIndex(members=members, texts=texts)
 
 
-def cached_scan(path: Path, index_path: Path, capture: tuple[str, ...] = ()) -> ArchiveIndex:
+def cached_scan(
+    path: Path, index_path: Path, capture: tuple[str, ...] = (), limits: Limits | None = None
+) -> ArchiveIndex:
     """`scan_tar`, remembered in `index_path` while the archive's size and mtime are unchanged
-    (a multi-GB archive takes a minute to scan; a rerun with a wider selection should not)."""
+    (a multi-GB archive takes a minute to scan; a rerun with a wider selection should not). A
+    refused archive leaves no index."""
+    limits = limits or Limits()
     stat = path.stat()
-    key = {"version": INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "capture": list(capture)}
+    key = {
+        "version": INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "capture": list(capture),
+        "max_metadata_bytes": limits.max_metadata_bytes,
+    }  # fmt: skip
     if index_path.is_file():
         try:
             saved = json.loads(index_path.read_text())
@@ -93,7 +135,11 @@ def cached_scan(path: Path, index_path: Path, capture: tuple[str, ...] = ()) -> 
                 return ArchiveIndex(members=saved["members"], texts=saved["texts"])
         except (ValueError, KeyError, TypeError):
             pass  # a damaged index only costs a rescan
-    index = scan_tar(path, capture)
+    try:
+        index = scan_tar(path, capture, limits)
+    except AudioclfError:
+        index_path.unlink(missing_ok=True)  # an older index of a now-refused archive goes too
+        raise
     write_json(index_path, {"key": key, "members": index.members, "texts": index.texts})
     return index
 
@@ -104,11 +150,14 @@ def extract_members(
     validate: Callable[[Path], None],
     done: Callable[[str, Path], None],
     reject: Callable[[str, str], None] | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Stream through the archive once and write member `name` to `wanted[name]` (temp file,
     `validate`, rename), calling `done(name, dest)` after each. Stops early when all are out.
-    A member that fails `validate` (not usable audio) is not kept: with `reject`, it is reported
-    as `reject(name, reason)` and the extraction goes on; without, it stops the run."""
+    A member that fails `validate` (not usable audio) or is larger than limits.max_file_bytes is
+    not kept (an oversized one is not even written): with `reject`, it is reported as
+    `reject(name, reason)` and the extraction goes on; without, it stops the run."""
+    cap = (limits or Limits()).max_file_bytes
     remaining = dict(wanted)
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -118,6 +167,12 @@ def extract_members(
                 name = _check_member(member, path)
                 dest = remaining.pop(name, None)
                 if dest is None or not member.isfile():
+                    continue
+                if member.size > cap:
+                    reason = describe_cap(cap, "data.max_file_mb")
+                    if reject is None:
+                        raise AudioclfError(f"{path}: member {brief(repr(name))} is {reason}; raise data.max_file_mb")
+                    reject(name, reason)
                     continue
                 source = tar.extractfile(member)
                 if source is None:  # pragma: no cover - isfile() members always have data
@@ -136,7 +191,9 @@ def extract_members(
                     continue
                 done(name, dest)
     except _READ_ERRORS as exc:
-        raise AudioclfError(f"{path}: reading the archive failed ({brief(exc)}); delete it to download again") from None
+        raise DamagedArchive(
+            f"{path}: reading the archive failed ({brief(exc, 120)}); delete it to download again"
+        ) from None
     if remaining:
         first = next(iter(remaining))
         raise AudioclfError(

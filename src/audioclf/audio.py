@@ -28,6 +28,9 @@ AUDIO_SUFFIXES = frozenset(
 # A header outside this range is damaged (or a sensor log, not audio); resampling 1 Hz to 16 kHz
 # would also blow a short file up to hours of samples.
 MIN_RATE, MAX_RATE = 1_000, 768_000
+# Channels "cancel" when their mean keeps under 1 % (-20 dB) of their average energy: antiphase
+# stereo (left = -right, a miswired cable or a polarity-flipped mic) would average to silence.
+CANCEL_RATIO = 0.01
 # resample_poly's default filter has 10 taps per side per phase: reading this many input frames
 # past the clip's end makes the trimmed output identical to resampling the whole file.
 _RESAMPLE_TAPS = 10
@@ -92,9 +95,29 @@ def read_audio(path: str | Path, max_frames: int | Callable[[int], int] | None =
     return data, rate
 
 
-def to_mono(data: np.ndarray) -> np.ndarray:
-    """(frames, channels) → (frames,), averaging channels."""
-    return data.mean(axis=1) if data.ndim == 2 else data
+def _energy(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
+
+
+def downmix(data: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(frames, channels) finite float → ((frames,), cancelled). The channel mean, unless the
+    channels cancel (antiphase): then each channel's polarity is aligned on the loudest one
+    before averaging (left = -right gives left), and if even that cancels, the loudest channel
+    alone. `cancelled` says which happened. Mono passes through unchanged."""
+    if data.ndim == 1:
+        return data, False
+    mono = data.mean(axis=1)
+    if data.shape[1] == 1:
+        return mono, False
+    total = _energy(data)
+    if total == 0.0 or _energy(mono) >= CANCEL_RATIO * total:
+        return mono, False
+    ref = int(np.argmax(np.mean(np.square(data, dtype=np.float64), axis=0)))
+    signs = np.where(data.T.astype(np.float64) @ data[:, ref] < 0, -1.0, 1.0).astype(data.dtype)
+    aligned = (data * signs).mean(axis=1)
+    if _energy(aligned) < CANCEL_RATIO * total:
+        aligned = data[:, ref].copy()
+    return aligned.astype(data.dtype, copy=False), True
 
 
 def _ratio(orig_rate: int, target_rate: int) -> Fraction:
@@ -134,16 +157,22 @@ def clean(wave: np.ndarray) -> np.ndarray:
     return np.clip(wave, -1.0, 1.0, out=wave)
 
 
-def load_clip(path: str | Path, sample_rate: int, n_samples: int | None) -> np.ndarray:
-    """Decode, downmix, clean non-finite samples, resample and pad/trim: float32 (n_samples,).
-    With `n_samples`, only the frames that reach the clip are decoded."""
+def decode_clip(path: str | Path, sample_rate: int, n_samples: int | None) -> tuple[np.ndarray, bool]:
+    """Decode, clean non-finite samples, downmix, resample and pad/trim: float32 (n_samples,), and
+    whether the channels cancelled (see `downmix`). With `n_samples`, only the frames that reach
+    the clip are decoded."""
     limit = None if n_samples is None else (lambda rate: frames_needed(n_samples, rate, sample_rate))
     data, rate = read_audio(path, limit)
-    wave = clean(to_mono(data))
+    wave, cancelled = downmix(clean(data))
     wave = resample(wave, rate, sample_rate)
     if n_samples is not None:
         wave = fix_length(wave, n_samples)
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    return np.ascontiguousarray(wave, dtype=np.float32), cancelled
+
+
+def load_clip(path: str | Path, sample_rate: int, n_samples: int | None) -> np.ndarray:
+    """`decode_clip` without the flag: what the features stage, predict and clients feed the model."""
+    return decode_clip(path, sample_rate, n_samples)[0]
 
 
 def write_wav_atomic(path: Path, wave: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:

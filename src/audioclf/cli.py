@@ -5,12 +5,14 @@ Imports are lazy so `audioclf predict` never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
 import sys
 from collections.abc import Callable
 
+from audioclf import procs
 from audioclf.errors import AudioclfError
 
 STAGES = ("download", "split", "features", "train", "evaluate", "quantize", "cv")
@@ -49,16 +51,33 @@ def _resolve(argv: list[str]) -> tuple[Callable[[list[str]], object], list[str]]
     raise AudioclfError(f"unknown command {command!r}; run `audioclf --help` for the list")
 
 
+def _lock_name(args: list[str]) -> str:
+    """The stage and its leading positional words: `cv fold 3` may run beside `cv fold 4`."""
+    words = []
+    for arg in args:
+        if arg.startswith("-"):
+            break
+        words.append("".join(c if c.isalnum() or c in "._" else "_" for c in arg)[:40])
+    return "-".join(words[:3])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    procs.handle_sigterm()
     try:
         entry, rest = _resolve(argv)
-        code = entry(rest)
+        # one run of a stage per project at a time (a second one would delete the first's temp files)
+        lock = procs.stage_lock(_lock_name(argv[1:])) if argv[0] == "stage" else contextlib.nullcontext()
+        with lock:
+            code = entry(rest)
     except AudioclfError as exc:
         if os.environ.get("AUDIOCLF_DEBUG") == "1":
             raise
         print(f"audioclf: error: {exc}", file=sys.stderr)
         return 2
+    except procs.Terminated:
+        print("audioclf: terminated (SIGTERM); rerun the same command to continue", file=sys.stderr)
+        return procs.EXIT_TERMINATED
     except KeyboardInterrupt:
         print("audioclf: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import re
+import reprlib
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -39,12 +42,21 @@ class ParamError(AudioclfError):
     with its own field name; the loader re-raises it with the full dotted key."""
 
     def __init__(self, key: str, msg: str) -> None:
-        super().__init__(f"params: `{key}` {msg}")
+        super().__init__(f"params: `{brief(key)}` {msg}")
         self.key, self.msg = key, msg
 
 
 def fail(key: str, msg: str) -> typing.NoReturn:
     raise ParamError(key, msg)
+
+
+# bounded repr of a user value: a YAML alias bomb is tiny on disk but its full repr is not
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 8, 8, 80, 80
+
+
+def _show(value: Any) -> str:
+    return brief(_REPR.repr(value))
 
 
 @dataclass(frozen=True)
@@ -67,8 +79,23 @@ class DataConfig:
     csv_group_column: str | None = None  # csv: optional group (speaker / source) column
     timeout_s: float = 30.0  # per HTTP request: connecting, and each read of the body
     retries: int = 4  # extra attempts after a 5xx, a dropped connection or a timeout
+    # size caps (MB) for one audio file / archive member and for one metadata file; auto = preset
+    max_file_mb: float | Literal["auto"] = "auto"
+    max_metadata_mb: float | Literal["auto"] = "auto"
+    on_bad_row: Literal["skip", "fail"] = "skip"  # a row whose file is missing, refused or unusable
 
     def __post_init__(self) -> None:
+        if self.source is not None:
+            if not self.source.strip():
+                fail("data.source", "is empty; give a URL (http, https, file://) or a path, or null for the default")
+            try:
+                urllib.parse.urlsplit(self.source)
+            except ValueError as exc:
+                fail("data.source", f"{_show(self.source)} is not a valid URL ({brief(exc)}); fix it")
+        for key in ("max_file_mb", "max_metadata_mb"):
+            value = getattr(self, key)
+            if value != "auto" and not 0 < value <= 1_000_000:
+                fail(f"data.{key}", f"must be in (0, 1e6] MB or auto, got {value}")
         if self.classes is not None:
             # YAML reads `[0, 1]` as ints; labels are strings (FSDD digits, numeric CSV labels)
             object.__setattr__(self, "classes", [str(c) for c in self.classes])
@@ -262,7 +289,7 @@ def _model_params(model: str, blocks: dict[str, Any]) -> dict[str, Any]:
     """Every block validated by its own model; the chosen model's defaults filled in."""
     models = _models()
     if not isinstance(blocks, dict):
-        fail("train.model_params", f"must be a mapping of model name to params, got {blocks!r}")
+        fail("train.model_params", f"must be a mapping of model name to params, got {_show(blocks)}")
     models.get(model)
     out = {}
     for name, raw in blocks.items():
@@ -302,7 +329,7 @@ class QuantizeConfig:
         if "fp32" not in self.variants:
             fail("quantize.variants", "must include fp32 (the reference for parity)")
         if self.deploy not in self.variants:
-            fail("quantize.deploy", f"is {self.deploy!r}; it must be one of quantize.variants {self.variants}")
+            fail("quantize.deploy", f"is {_show(self.deploy)}; it must be one of quantize.variants {self.variants}")
         if self.calibration_samples < 1:
             fail("quantize.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
         if not 0.0 <= self.f1_tolerance <= 1.0:
@@ -356,6 +383,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
+    if isinstance(value, float) and not math.isfinite(value):  # every float field, however declared
+        fail(key, f"must be a finite number, got {value}")
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return build_block(tp, value, key)
@@ -367,20 +396,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except AudioclfError:
                 continue
-        fail(key, f"must be {_type_name(tp)}, got {value!r}")
+        fail(key, f"must be {_type_name(tp)}, got {_show(value)}")
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        fail(key, f"must be one of {_type_name(tp)}, got {value!r}")
+        fail(key, f"must be one of {_type_name(tp)}, got {_show(value)}")
     if origin is list:
         if not isinstance(value, list):
-            fail(key, f"must be a {_type_name(tp)}, got {value!r}")
+            fail(key, f"must be a {_type_name(tp)}, got {_show(value)}")
         (item_tp,) = typing.get_args(tp)
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is type(None):
         if value is None:
             return None
-        fail(key, f"must be null, got {value!r}")
+        fail(key, f"must be null, got {_show(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -395,7 +424,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     else:  # pragma: no cover - a new annotation needs a branch here
         raise TypeError(f"unsupported annotation {tp!r} for {key}")
-    fail(key, f"must be {_type_name(tp)}, got {value!r}")
+    fail(key, f"must be {_type_name(tp)}, got {_show(value)}")
 
 
 def build_block(cls: type, raw: Any, prefix: str) -> Any:
@@ -403,7 +432,7 @@ def build_block(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        fail(prefix, f"must be a mapping of keys, got {raw!r}")
+        fail(prefix, f"must be a mapping of keys, got {_show(raw)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
@@ -461,6 +490,9 @@ STAGE_PARAMS: dict[str, list[str]] = {
         "data.csv_group_column",
         "data.timeout_s",
         "data.retries",
+        "data.max_file_mb",
+        "data.max_metadata_mb",
+        "data.on_bad_row",
     ],
     "split": [f"split.{f.name}" for f in dataclasses.fields(SplitConfig)],
     "features": ["data.dataset", "data.sample_rate", "data.duration_s"]

@@ -16,12 +16,12 @@ from tqdm import tqdm
 
 from audioclf.audio import AUDIO_SUFFIXES
 from audioclf.config import DataConfig
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.fileio import METADATA_COLUMNS, REJECTED_CSV, TEMP_SUFFIX, sha256_file, write_csv
-from audioclf.sources.base import Source, safe_relpath
+from audioclf.sources.base import REFUSED_COLUMN, Source, refused_path, safe_relpath
 
 JOURNAL = ".download-journal.csv"  # files completed by an unfinished run; the manifest replaces it
-REJECTED = REJECTED_CSV  # rows whose file arrived but is not usable audio: path, reason
+REJECTED = REJECTED_CSV  # rows not kept (refused path, missing, too large, not audio): path, reason
 MAX_WORKERS = 32  # parallel fetches, whatever runtime.workers says: politeness to the servers
 
 
@@ -31,7 +31,7 @@ class DownloadReport:
     fetched: int
     reused: int
     removed: int
-    rejected: int = 0  # files not usable as audio, listed in rejected.csv (the features stage skips them)
+    rejected: int = 0  # rows not kept, listed in rejected.csv (the features stage skips them)
 
 
 def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
@@ -64,6 +64,28 @@ def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
     if selected.empty:
         raise AudioclfError("params: the data selection (data.classes / data.folds / caps) matches no rows; widen it")
     return selected.reset_index(drop=True)
+
+
+def refuse_paths(selected: pd.DataFrame, fail: bool) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Normalise every row's path; a row the source refused, or whose path would leave data/raw,
+    gets a placeholder path (never written) and its reason, or stops the run when `fail`
+    (data.on_bad_row: fail). Returns the rows and {placeholder path: reason}."""
+    notes = selected[REFUSED_COLUMN] if REFUSED_COLUMN in selected.columns else [""] * len(selected)
+    paths: list[str] = []
+    refused: dict[str, str] = {}
+    for path, note in zip(selected["path"], notes, strict=True):
+        reason = str(note or "")
+        if not reason:
+            try:
+                paths.append(safe_relpath(path))
+                continue
+            except AudioclfError as exc:
+                reason, path = str(exc), refused_path(path)
+        if fail:
+            raise AudioclfError(f"{reason} (data.on_bad_row is fail; set it to skip to leave such rows out)")
+        paths.append(path)
+        refused[path] = brief(reason)
+    return selected.assign(path=paths), refused
 
 
 def _stable_key(path: str) -> str:
@@ -129,32 +151,39 @@ def _is_intact(path: Path, expected: tuple[int, str] | None) -> bool:
     return sha256_file(path) == expected[1]
 
 
-def _selection(source: Source, raw_dir: Path) -> pd.DataFrame:
-    """The selected metadata rows, with safe, distinct paths that stay inside `raw_dir`."""
+def _selection(source: Source, raw_dir: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The selected metadata rows, with safe, distinct paths that stay inside `raw_dir`, and
+    {placeholder path: reason} of the refused ones (`refuse_paths`)."""
     check_classes(source.cfg, source.known_classes())
     selected = select_rows(source.list_metadata(), source.cfg)
-    selected["path"] = [safe_relpath(p) for p in selected["path"]]
+    selected, refused = refuse_paths(selected, source.cfg.on_bad_row == "fail")
     duplicated = selected["path"][selected["path"].duplicated()].tolist()
     if duplicated:
         raise AudioclfError(
             f"{source.location}: {len(duplicated)} row(s) name a file another row names too, e.g. {duplicated[0]!r}; "
             "each row needs its own file, remove the duplicate rows"
         )
-    check_inside(raw_dir, selected["path"].tolist())
-    return selected
+    check_inside(raw_dir, [p for p in selected["path"] if p not in refused])
+    return selected, refused
 
 
 def _fetch(
     source: Source, todo: list[dict], raw_dir: Path, workers: int, known: dict[str, tuple[int, str]], progress: bool
 ) -> dict[str, str]:
     """Fetch `todo`, journalling each completed file at once (size, sha256 also into `known`);
-    returns path → reason for the files that arrived but are not usable audio."""
+    returns path → reason for the bad rows (missing, too large, not usable audio); with
+    data.on_bad_row: fail, the first one stops the run."""
     rejected: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc="download", unit="file", disable=not progress)
     fetched_bytes = 0
     with open(raw_dir / JOURNAL, "a", encoding="utf-8") as journal:
 
         def reject(row: dict, reason: str) -> None:
+            if source.cfg.on_bad_row == "fail":
+                raise AudioclfError(
+                    f"{source.location}: row {brief(repr(row['path']))}: {reason}; data.on_bad_row is fail: "
+                    "fix or remove the row at the source, or set data.on_bad_row: skip"
+                )
             # not journalled: a rerun tries the file again (a server glitch heals, a bad file stays out)
             rejected[row["path"]] = reason
             bar.update(1)
@@ -194,7 +223,7 @@ def _write_outputs(raw_dir: Path, selected: pd.DataFrame, rejected: dict[str, st
     else:
         (raw_dir / REJECTED).unlink(missing_ok=True)
     write_csv(raw_dir / "manifest.csv", manifest)
-    write_csv(raw_dir / "metadata.csv", selected)
+    write_csv(raw_dir / "metadata.csv", selected.drop(columns=[REFUSED_COLUMN], errors="ignore"))
     (raw_dir / JOURNAL).unlink(missing_ok=True)
     return removed
 
@@ -209,20 +238,26 @@ def run_download(
     when the run completes. Files of rows no longer selected are removed."""
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    selected = _selection(source, raw_dir)
+    selected, refused = _selection(source, raw_dir)
     known = {**_load_manifest(raw_dir / "manifest.csv"), **_load_journal(raw_dir / JOURNAL)}
-    todo = [r for r in selected.to_dict("records") if not _is_intact(raw_dir / r["path"], known.get(r["path"]))]
-    rejected = _fetch(source, todo, raw_dir, min(max(1, workers), max_workers), known, progress) if todo else {}
+    todo = [
+        r
+        for r in selected.to_dict("records")
+        if r["path"] not in refused and not _is_intact(raw_dir / r["path"], known.get(r["path"]))
+    ]  # a refused path is never fetched
+    bad = _fetch(source, todo, raw_dir, min(max(1, workers), max_workers), known, progress) if todo else {}
+    rejected = {**refused, **bad}
     source.close()
     if rejected and len(rejected) == len(selected):
         path, reason = next(iter(rejected.items()))
         raise AudioclfError(
-            f"{source.location}: none of the {len(selected)} selected files is usable audio (e.g. {path}: {reason}); "
+            f"{source.location}: none of the {len(selected)} selected files is usable (e.g. {path}: {brief(reason)}); "
             "check that data.source points at the corpus files"
         )
     removed = _write_outputs(raw_dir, selected, rejected, known)
     return DownloadReport(
-        selected=len(selected), fetched=len(todo) - len(rejected), reused=len(selected) - len(todo), removed=removed,
+        selected=len(selected), fetched=len(todo) - len(bad), reused=len(selected) - len(todo) - len(refused),
+        removed=removed,
         rejected=len(rejected),
     )  # fmt: skip
 

@@ -21,10 +21,11 @@ import torchaudio.transforms as T
 from torch import nn
 from tqdm import tqdm
 
-from audioclf.audio import load_clip
+from audioclf.audio import decode_clip
 from audioclf.config import FeaturesConfig
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_path, preallocate
+from audioclf.procs import die_with_parent
 from audioclf.runtime import available_cores
 
 
@@ -110,6 +111,7 @@ class FeatureExtractor(nn.Module):
 class CacheResult:
     kept: list[int]  # indices into the input rows that decoded
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    antiphase: list[int] = field(default_factory=list)  # indices whose channels cancelled (audio.downmix)
     shape: tuple[int, ...] = ()
 
 
@@ -126,26 +128,35 @@ class _Job:
 _WORKER_JOB: _Job | None = None
 
 
-def _init_worker(job: _Job) -> None:
+def _init_worker(job: _Job, parent_pid: int) -> None:
     global _WORKER_JOB
+    die_with_parent(parent_pid)  # a SIGKILLed stage must not leave its workers running
     _WORKER_JOB = job
     torch.set_num_threads(1)  # one process per core already; more threads would oversubscribe
 
 
-def _featurize(job: _Job, chunk: list[tuple[int, str]]) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
-    """Decode a chunk of (index, path) and compute its features in one batch.
-    Returns (kept indices, features (kept, C, F, T) in the cache dtype, [(index, reason)] skipped)."""
-    kept, waves, skipped = [], [], []
+_Chunk = tuple[list[int], np.ndarray, list[tuple[int, str]], list[int]]
+
+
+def _featurize(job: _Job, chunk: list[tuple[int, str]]) -> _Chunk:
+    """Decode a chunk of (index, path) and compute its features in one batch. Returns (kept
+    indices, features (kept, C, F, T) in the cache dtype, [(index, reason)] skipped, indices of
+    antiphase clips)."""
+    kept, waves, skipped, antiphase = [], [], [], []
     for i, path in chunk:
         try:
-            waves.append(load_clip(path, job.sample_rate, job.n_samples))
-            kept.append(i)
+            wave, cancelled = decode_clip(path, job.sample_rate, job.n_samples)
         except AudioclfError as exc:
             skipped.append((i, str(exc)))
+            continue
+        waves.append(wave)
+        kept.append(i)
+        if cancelled:
+            antiphase.append(i)
     with torch.no_grad():
         feats = job.extractor(torch.from_numpy(np.stack(waves))).numpy() if waves else None
     if feats is None:
-        return kept, np.zeros((0,), dtype=job.dtype), skipped
+        return kept, np.zeros((0,), dtype=job.dtype), skipped, antiphase
     with np.errstate(over="ignore"):  # overflow is checked right below, with a useful message
         out = feats.astype(job.dtype)
     if not np.isfinite(out).all():
@@ -155,10 +166,10 @@ def _featurize(job: _Job, chunk: list[tuple[int, str]]) -> tuple[list[int], np.n
             f"{bad}: features overflow features.dtype {job.dtype} (max {np.finfo(job.dtype).max:g}); "
             "set features.dtype: float32, or use kind logmel (dB)"
         )
-    return kept, out, skipped
+    return kept, out, skipped, antiphase
 
 
-def _featurize_in_worker(chunk: list[tuple[int, str]]) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
+def _featurize_in_worker(chunk: list[tuple[int, str]]) -> _Chunk:
     if _WORKER_JOB is None:  # pragma: no cover - the pool initializer always runs first
         raise RuntimeError("worker not initialised")
     return _featurize(_WORKER_JOB, chunk)
@@ -172,7 +183,7 @@ def default_workers(workers: int) -> int:
 def _pool(n_workers: int, job: _Job) -> ProcessPoolExecutor:
     # fork: workers inherit the imported modules instead of re-importing torch (~2 s each)
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(n_workers, multiprocessing.get_context(method), _init_worker, (job,))
+    return ProcessPoolExecutor(n_workers, multiprocessing.get_context(method), _init_worker, (job, os.getpid()))
 
 
 def _compact(tmp: Path, n_rows: int) -> None:
@@ -228,9 +239,10 @@ def build_cache(
         try:
             done = pool.map(_featurize_in_worker, chunks) if pool else (_featurize(job, c) for c in chunks)
             with tqdm(total=len(paths), desc="features", unit="clip", disable=not progress) as bar:
-                for kept, feats, skipped in done:
+                for kept, feats, skipped, antiphase in done:
                     out[len(result.kept) : len(result.kept) + len(kept)] = feats
                     result.kept.extend(kept)
+                    result.antiphase.extend(antiphase)
                     result.skipped.extend({"path": str(paths[i]), "reason": r} for i, r in skipped)
                     bar.update(len(kept) + len(skipped))
         finally:

@@ -9,28 +9,33 @@ survives. Archives resume with HTTP Range from a `.part` file kept between runs.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import os
 import shutil
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import requests
 import soundfile as sf
+import urllib3
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
 from audioclf.audio import MAX_RATE, MIN_RATE, describe_content, libsndfile_reason
 from audioclf.errors import AudioclfError, brief
 from audioclf.fileio import atomic_path
+from audioclf.limits import Limits, Stalled, StallWatch, TooLarge
 
 SCHEMES = ("http", "https", "file")
 CHUNK = 1 << 16
 BACKOFF_S = 0.5  # first retry waits this long, then doubles (read at call time: tests lower it)
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 30.0  # also the cap on a server's Retry-After
 USER_AGENT = "audioclf-download/0.1 (python-requests)"
 
 T = TypeVar("T")
@@ -40,17 +45,35 @@ class InvalidContent(Exception):
     """The bytes arrived but are not what was expected (HTML instead of audio, empty, truncated)."""
 
 
-class UnusableAudio(AudioclfError):
-    """One file arrived intact but is not usable audio (empty, a header only, text saved as .wav).
+class BadRow(AudioclfError):
+    """A problem of one row's file, not of the server or of data.source: missing (404, not in the
+    folder), larger than data.max_file_mb, or not usable audio. With `data.on_bad_row: skip` the
+    download stage records it in `rejected.csv` and goes on (the features stage then skips and
+    reports it), where any other AudioclfError stops the run. `reason` is the message without the
+    location."""
 
-    A problem of that file, not of the server or of data.source: the download stage records it in
-    `rejected.csv` and goes on (the features stage then skips and reports it), where any other
-    AudioclfError stops the run. `reason` is the message without the location."""
+    advice = "fix or remove the row at the source, or set data.on_bad_row: skip"
 
     def __init__(self, uri: str, reason: str) -> None:
-        super().__init__(f"{uri}: {reason}; remove or replace it at the source, or leave it to be skipped")
+        super().__init__(f"{uri}: {reason}; {self.advice}")
         self.uri = uri
         self.reason = reason
+
+
+class UnusableAudio(BadRow):
+    """The file arrived intact but is not usable audio (empty, a header only, text saved as .wav)."""
+
+    advice = "remove or replace it at the source, or leave it to be skipped"
+
+
+class MissingFile(BadRow):
+    """The row's file is not at the source (HTTP 404/410, not in the folder)."""
+
+    advice = "check data.source (the file is missing from the server or mirror)"
+
+
+class OversizedFile(BadRow):
+    advice = "raise data.max_file_mb if it is a real recording, or remove the row"
 
 
 class _Transient(Exception):
@@ -67,7 +90,10 @@ class _Transient(Exception):
 
 def scheme_of(uri: str) -> str:
     """'' for a plain local path (including Windows drive paths like C:\\data), else the scheme."""
-    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    try:
+        scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 host
+        raise AudioclfError(f"{brief(repr(uri))}: not a valid URL ({brief(exc)}); fix it") from None
     return "" if len(scheme) <= 1 else scheme
 
 
@@ -78,7 +104,8 @@ def check_location(uri: str, param: str = "data.source") -> None:
     scheme = scheme_of(uri)
     if scheme and scheme not in SCHEMES:
         raise AudioclfError(
-            f"params: `{param}` {uri!r} uses the scheme {scheme!r}; only http, https, file:// and local paths work"
+            f"params: `{param}` {brief(repr(uri))} uses the scheme {brief(repr(scheme))}; only http, https, "
+            "file:// and local paths work"
         )
 
 
@@ -155,13 +182,114 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return (int(first) if first.isdigit() else None), (int(total) if total.isdigit() else None)
 
 
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds: delta-seconds or an HTTP-date (RFC 9110); None if absent
+    or unreadable. The caller caps it."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT; a zone-less one ("-0000") is read as such
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# Content-Encodings decoded (streaming, in bounded pieces): wbits 47 reads a gzip or zlib header
+_DECODABLE = {"gzip": 47, "x-gzip": 47, "deflate": 47}
+_WIRE_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+class _Body:
+    """A response body read as it arrives (`read1`: what the socket has, not a full chunk, so a
+    trickle is seen), decoded per Content-Encoding in pieces of at most CHUNK bytes, under a cap on
+    the decoded size and the stall rule. `wire` counts the bytes as sent, `size` as decoded."""
+
+    def __init__(self, resp: requests.Response, url: str, cap: int | None, cap_param: str) -> None:
+        self.resp, self.url, self.cap, self.cap_param = resp, url, cap, cap_param
+        self.wire = self.size = 0
+        encoding = resp.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        if encoding not in ("identity", *_DECODABLE):
+            raise AudioclfError(
+                f"{url}: the server sent Content-Encoding {brief(repr(encoding))}, which audioclf does not decode "
+                "(gzip and deflate are); check data.source or the server's configuration"
+            )
+        self.encoded = encoding != "identity"
+        self._inflate = zlib.decompressobj(_DECODABLE[encoding]) if self.encoded else None
+
+    def length(self) -> int | None:
+        value = self.resp.headers.get("Content-Length", "").strip()
+        return int(value) if value.isdigit() else None
+
+    def chunks(self) -> Iterator[bytes]:
+        watch = StallWatch()
+        while True:
+            try:
+                data = self.resp.raw.read1(CHUNK, decode_content=False)
+            except _WIRE_ERRORS as exc:
+                if "timed out" in str(exc).lower():
+                    raise _Transient(f"body stalled longer than data.timeout_s after {self.wire} bytes") from None
+                expected = self.length()
+                if expected is not None:  # the bytes that did arrive, not a buffer's worth
+                    raise _Transient(f"connection closed after {self.wire} of {expected} bytes") from None
+                raise _Transient(f"connection closed mid-body after {self.wire} bytes ({brief(exc)})") from None
+            if not data:
+                break
+            self.wire += len(data)
+            try:
+                watch.update(self.wire)
+            except Stalled as exc:
+                raise _Transient(f"{exc} (after {self.wire} bytes)") from None
+            yield from self._decode(data)
+        if self._inflate is not None and not self._inflate.eof:
+            raise _Transient(
+                f"the {self.resp.headers.get('Content-Encoding')} body ended early after {self.wire} bytes"
+            )
+
+    def _decode(self, data: bytes) -> Iterator[bytes]:
+        if self._inflate is None:
+            yield self._count(data)
+            return
+        while True:
+            try:
+                out = self._inflate.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise AudioclfError(
+                    f"{self.url}: the {self.resp.headers.get('Content-Encoding')} body does not decode "
+                    f"({brief(exc)}); check the server"
+                ) from None
+            data = self._inflate.unconsumed_tail
+            if out:
+                yield self._count(out)
+            if not data and len(out) < CHUNK:
+                return
+
+    def _count(self, data: bytes) -> bytes:
+        self.size += len(data)
+        if self.cap is not None and self.size > self.cap:
+            raise TooLarge(self.cap, self.cap_param)
+        return data
+
+
 class Fetcher:
     """Shared HTTP session + local copies with the same contract: temp file, validate, rename."""
 
-    def __init__(self, timeout_s: float = 30.0, retries: int = 4, pool_size: int = 32, progress: bool = True) -> None:
+    def __init__(
+        self,
+        timeout_s: float = 30.0,
+        retries: int = 4,
+        pool_size: int = 32,
+        progress: bool = True,
+        limits: Limits | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
         self.retries = retries
         self.progress = progress
+        self.limits = limits or Limits()
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # retries are ours (they must also cover a body cut short, which urllib3's Retry cannot see)
@@ -175,30 +303,47 @@ class Fetcher:
     # -- public API ------------------------------------------------------------------------
 
     def read_bytes(self, uri: str, what: str = "metadata") -> bytes:
-        """Small files (metadata CSVs, lists): whole body in memory, same retries and checks."""
+        """Small files (metadata CSVs, lists): whole body in memory (at most
+        data.max_metadata_mb), same retries and checks."""
         check_location(uri)
-        if not is_remote(uri):
-            path = local_path(uri)
-            if not path.is_file():
-                raise AudioclfError(f"{path}: {what} not found; check data.source (a mirror keeps the corpus layout)")
-            data = path.read_bytes()
-        else:
-            data = self._retrying(uri, lambda: self._get_body(uri))
+        cap = self.limits.max_metadata_bytes
+        try:
+            if not is_remote(uri):
+                path = local_path(uri)
+                if not path.is_file():
+                    raise AudioclfError(
+                        f"{path}: {what} not found; check data.source (a mirror keeps the corpus layout)"
+                    )
+                if path.stat().st_size > cap:
+                    raise TooLarge(cap, "data.max_metadata_mb")
+                data = path.read_bytes()
+            else:
+                data = self._retrying(uri, lambda: self._get_body(uri, cap))
+        except TooLarge as exc:
+            raise AudioclfError(
+                f"{uri}: the {what} file is {exc.reason}; check data.source, or raise data.max_metadata_mb"
+            ) from None
         if not data.strip():
             raise AudioclfError(f"{uri}: the {what} file is empty; check data.source")
         if data.lstrip()[:1] == b"<":
             raise AudioclfError(f"{uri}: got HTML instead of the {what} file; check data.source (a raw-file URL)")
+        if b"\x00" in data:
+            raise AudioclfError(f"{uri}: the {what} file holds NUL bytes (binary, not text); check data.source")
         return data
 
     def fetch_file(self, uri: str, dest: Path, validate: Callable[[Path], None] | None = check_audio) -> int:
-        """Fetch `uri` to `dest` atomically; returns its size. Nothing is left at `dest` on failure."""
+        """Fetch `uri` to `dest` atomically (at most data.max_file_mb); returns its size. Nothing
+        is left at `dest` on failure."""
         check_location(uri)
         with atomic_path(dest) as tmp:
             content_type = ""
-            if is_remote(uri):
-                content_type = self._retrying(uri, lambda: self._download(uri, tmp))
-            else:
-                self._copy_local(uri, tmp)
+            try:
+                if is_remote(uri):
+                    content_type = self._retrying(uri, lambda: self._download(uri, tmp))
+                else:
+                    self._copy_local(uri, tmp)
+            except TooLarge as exc:
+                raise OversizedFile(uri, exc.reason) from None
             if validate is not None:
                 try:
                     validate(tmp)
@@ -215,7 +360,8 @@ class Fetcher:
 
     def fetch_resumable(self, url: str, dest: Path, validate: Callable[[Path], None] | None = None) -> Path:
         """Download a large file to `dest` via `dest.part`, resuming with HTTP Range after an
-        interruption (the .part survives between runs); rename once complete and validated."""
+        interruption (the .part survives between runs); rename once complete and validated. A
+        download that `validate` refuses is deleted (it must not be resumed)."""
         check_location(url)
         if dest.is_file():
             return dest
@@ -230,8 +376,8 @@ class Fetcher:
             try:
                 validate(part)
             except (AudioclfError, InvalidContent) as exc:
-                part.unlink(missing_ok=True)  # a damaged download must not be resumed
-                raise AudioclfError(f"{url}: the download is damaged ({exc}); rerun to download it again") from None
+                part.unlink(missing_ok=True)  # a refused download must not be resumed
+                raise AudioclfError(f"{url}: {refusal(exc, part, dest)}") from None
         os.replace(part, dest)
         return dest
 
@@ -271,46 +417,51 @@ class Fetcher:
             raise AudioclfError(f"{url}: {brief(exc)}; check data.source") from None
         code = resp.status_code
         if code == 429 or code >= 500:
-            retry_after = resp.headers.get("Retry-After", "")
+            retry_after = retry_after_s(resp.headers.get("Retry-After"))
             resp.close()
-            raise _Transient(f"HTTP {code} {resp.reason}", float(retry_after) if retry_after.isdigit() else None)
+            raise _Transient(f"HTTP {code} {brief(resp.reason)}", retry_after)
+        if code in (404, 410):
+            resp.close()
+            raise MissingFile(url, f"HTTP {code} {brief(resp.reason)}")
         if code >= 400 and code != 416:
             resp.close()
             raise AudioclfError(
-                f"{url}: HTTP {code} {resp.reason}; check data.source (the file is missing from the server or mirror)"
+                f"{url}: HTTP {code} {brief(resp.reason)}; check data.source (the server refuses the file)"
             )
         return resp
 
-    def _copy_body(self, resp: requests.Response, fh: BinaryIO, on_bytes: Callable[[int], object] | None) -> int:
-        n = 0
-        try:
-            for chunk in resp.iter_content(CHUNK):
-                fh.write(chunk)
-                n += len(chunk)
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            if "timed out" in str(exc).lower():
-                raise _Transient(f"body stalled longer than data.timeout_s={self.timeout_s} s") from None
-            raise _Transient(f"connection closed mid-body after {n} bytes ({brief(exc)})") from None
-        return n
+    def _copy_body(self, body: _Body, fh: BinaryIO, on_bytes: Callable[[int], object] | None) -> int:
+        for chunk in body.chunks():
+            fh.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+        return body.size
+
+    def _check_length(self, body: _Body, start: int = 0) -> None:
+        """The body as sent must have the length the headers announced (encoded bytes, when encoded)."""
+        expected = body.length()
+        if expected is not None and body.wire != expected:
+            raise _Transient(f"connection closed after {start + body.wire} of {start + expected} bytes")
 
     def _download(self, url: str, tmp: Path) -> str:
-        """Stream `url` into `tmp`; returns the Content-Type."""
-        with self._get(url, {"Accept-Encoding": "identity"}) as resp, open(tmp, "wb") as fh:
-            n = self._copy_body(resp, fh, None)
-            expected = resp.headers.get("Content-Length")
-            content_type = resp.headers.get("Content-Type", "")
-        if expected is not None and expected.isdigit() and n != int(expected):
-            raise _Transient(f"connection closed after {n} of {expected} bytes")
-        return content_type
+        """Stream `url` into `tmp` (at most data.max_file_mb decoded); returns the Content-Type."""
+        cap = self.limits.max_file_bytes
+        with self._get(url, {"Accept-Encoding": "identity"}) as resp:
+            body = _Body(resp, url, cap, "data.max_file_mb")
+            announced = body.length()
+            if not body.encoded and announced is not None and announced > cap:
+                raise TooLarge(cap, "data.max_file_mb")  # refused before a byte is read
+            with open(tmp, "wb") as fh:
+                self._copy_body(body, fh, None)
+            self._check_length(body)
+            return resp.headers.get("Content-Type", "")
 
-    def _get_body(self, url: str) -> bytes:
-        with self._get(url) as resp:
-            try:
-                return resp.content
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                raise _Transient(f"connection closed mid-body ({brief(exc)})") from None
+    def _get_body(self, url: str, cap: int) -> bytes:
+        with self._get(url, {"Accept-Encoding": "gzip, deflate"}) as resp:
+            body = _Body(resp, url, cap, "data.max_metadata_mb")
+            data = b"".join(body.chunks())
+            self._check_length(body)
+            return data
 
     def _download_range(self, url: str, part: Path, bar: tqdm) -> None:
         have = _size(part)
@@ -324,28 +475,44 @@ class Fetcher:
                     return
                 part.unlink(missing_ok=True)
                 raise _Transient("the partial download did not match the server's file; starting over")
-            if resp.status_code == 206:
+            body = _Body(resp, url, None, "")
+            if resp.status_code == 206 and not body.encoded:
                 start, total = _content_range(resp.headers.get("Content-Range"))
                 if start != have:
                     part.unlink(missing_ok=True)
                     raise _Transient(f"the server resumed at byte {start}, not {have}; starting over")
                 mode = "ab"
-            else:  # 200: the server ignores Range, so the body is the whole file
+            else:  # 200 (the server ignores Range) or an encoded body: the whole file, from the start
                 have, mode = 0, "wb"
-                length = resp.headers.get("Content-Length", "")
-                total = int(length) if length.isdigit() else None
+                total = None if body.encoded else body.length()
             bar.reset(total=total)
             bar.update(have)
             with open(part, mode) as fh:
-                n = self._copy_body(resp, fh, bar.update)
+                n = self._copy_body(body, fh, bar.update)
+            self._check_length(body, have)
         if total is not None and have + n != total:
             raise _Transient(f"connection closed at byte {have + n} of {total}")
 
     def _copy_local(self, uri: str, tmp: Path) -> None:
         path = local_path(uri)
         if not path.is_file():
-            raise AudioclfError(f"{path}: not found; check data.source (a mirror keeps the corpus layout)")
+            raise MissingFile(str(path), "not found (check data.source: a mirror keeps the corpus layout)")
+        if path.stat().st_size > self.limits.max_file_bytes:
+            raise TooLarge(self.limits.max_file_bytes, "data.max_file_mb")
         shutil.copyfile(path, tmp)
+
+
+def refusal(exc: BaseException, part: Path, dest: Path) -> str:
+    """Why a finished download was refused, naming the download (not its deleted `.part`) and a fix
+    that helps: a download damaged in transit may heal, refused content (`exc.refused`: an unsafe
+    archive) would come back the same."""
+    if getattr(exc, "refused", False):
+        return (
+            f"refused ({brief(getattr(exc, 'reason', exc), 300)}); the download was deleted and would be "
+            "refused again, so point data.source at the corpus's official archive"
+        )
+    reason = str(exc).replace(str(part), dest.name).replace(part.name, dest.name)
+    return f"the download is damaged ({brief(reason)}); it was deleted, rerun to download it again"
 
 
 def _is_page(content_type: str) -> bool:

@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +49,12 @@ def disk_full_error(exc: OSError, path: str | Path) -> AudioclfError:
 def _temp_next_to(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to this user
+    try:
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to this user
+    except BaseException:  # Ctrl-C / SIGTERM right here: the caller never sees the name to remove
+        os.unlink(tmp)
+        raise
     return Path(tmp)
 
 
@@ -96,6 +101,29 @@ def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temp folder next to `path`; if the block succeeds it replaces `path` (the old
+    folder is renamed aside, the new one in, the old one deleted), else it is deleted and `path`
+    is untouched. Temp folders a killed run left next to `path` are removed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+        old = tmp.with_name(tmp.name.removesuffix(TEMP_SUFFIX) + ".old" + TEMP_SUFFIX)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def is_temp(path: Path) -> bool:

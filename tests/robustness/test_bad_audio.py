@@ -88,7 +88,7 @@ def test_bad_audio_over_http_is_rejected_by_download_and_reported_by_features(
     raw, out = tmp_path / "data" / "raw", tmp_path / "data" / "features"
     download.main(["--params", str(params), "--out", str(raw), "--cache-dir", str(tmp_path / "cache")])
     summary = capsys.readouterr().out
-    assert f"{len(UNUSABLE)} file(s) not usable audio" in summary
+    assert f"{len(UNUSABLE)} row(s) rejected" in summary
 
     rejected = pd.read_csv(raw / "rejected.csv")
     assert sorted(rejected["path"]) == [f"audio/{name}.wav" for name in UNUSABLE]

@@ -61,7 +61,8 @@ def test_csv_problems_stop_with_one_line(
     rows = change(rows)
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["path", "label", "fold"])
     frame.to_csv(mirror_root / "clips" / "clips.csv", index=False)
-    code, err = _download(tmp_path, capsys, source=base + "clips.csv", csv_fold_column="fold")
+    # on_bad_row: fail, so a bad row stops too (skip, the default, is in test_bad_rows.py)
+    code, err = _download(tmp_path, capsys, source=base + "clips.csv", csv_fold_column="fold", on_bad_row="fail")
     assert code == 2, case
     assert re.search(expected, one_line_error(err)), one_line_error(err)
     assert not [p for p in mirror.hits if p.endswith(".wav")], "nothing is fetched before the metadata is checked"

@@ -90,12 +90,12 @@ def test_download_disk_full_mid_file_then_rerun(
     argv = ["--params", str(params), "--out", str(raw), "--cache-dir", str(tmp_path / "cache")]
     real, calls = Fetcher._copy_body, []
 
-    def copy_body(self, resp, fh, on_bytes):
+    def copy_body(self, body, fh, on_bytes):
         calls.append(1)
         if len(calls) == 4:
-            fh.write(resp.raw.read(100))  # a partial file on disk, then the disk is full
+            fh.write(next(body.chunks())[:100])  # a partial file on disk, then the disk is full
             raise enospc(fh.name)
-        return real(self, resp, fh, on_bytes)
+        return real(self, body, fh, on_bytes)
 
     monkeypatch.setattr(Fetcher, "_copy_body", copy_body)
     with pytest.raises(AudioclfError, match=r"data/raw/audio/[ab]/[ab]_\d\.wav: no space left on the device") as err:

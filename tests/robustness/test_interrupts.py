@@ -29,13 +29,21 @@ from tests.robustness.bad_inputs import (
 )
 from tests.sources.mirror_server import MirrorServer
 
-SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGKILL, id="SIGKILL")]
+SIGNALS = [
+    pytest.param(signal.SIGINT, id="SIGINT"),
+    pytest.param(signal.SIGTERM, id="SIGTERM"),  # what kill, CI runners and schedulers send: handled like SIGINT
+    pytest.param(signal.SIGKILL, id="SIGKILL"),
+]
 
 
 def _check_exit(proc_code: int, err: str, sig: int) -> None:
     if sig == signal.SIGINT:
         assert proc_code == 130, err[-2000:]
         assert "audioclf: interrupted; rerun the same command to continue\n" in err  # (after a progress bar)
+        assert "Traceback" not in err
+    elif sig == signal.SIGTERM:
+        assert proc_code == 143, err[-2000:]
+        assert "audioclf: terminated (SIGTERM); rerun the same command to continue\n" in err
         assert "Traceback" not in err
     else:
         assert proc_code == -signal.SIGKILL
@@ -88,7 +96,7 @@ def test_features_interrupted_then_rerun(tmp_path: Path, sig: int) -> None:
     err = interrupt_when(proc, computing, sig)
     _check_exit(proc.returncode, err, sig)
     assert not (out / "meta.json").exists()  # nothing was renamed into place
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:
         assert leftovers(out) == []  # an interrupt removes its temp files at once; after SIGKILL the rerun does
 
     features.main(argv(out))

@@ -94,8 +94,16 @@ def test_urbansound8k_wrong_source_is_explained(tmp_path: Path) -> None:
 def test_metadata_path_escaping_data_raw_is_refused(tmp_path: Path, us8k_tree: Path) -> None:
     csv = us8k_tree / "UrbanSound8K/metadata/UrbanSound8K.csv"
     csv.write_text(csv.read_text().replace("10310-3-0-0.wav", "../../../../evil.wav", 1))
-    with pytest.raises(AudioclfError, match="escapes the data folder"):
-        run_download(tmp_path, {"dataset": "urbansound8k", "source": str(us8k_tree)})
+    with pytest.raises(AudioclfError, match=r"escapes the data folder.*on_bad_row is fail"):
+        run_download(tmp_path, {"dataset": "urbansound8k", "source": str(us8k_tree), "on_bad_row": "fail"})
+    assert not list(tmp_path.rglob("evil.wav"))
+    # skip (the default): the row is listed with its reason and kept in metadata.csv under a
+    # placeholder path that is never written; the others are fetched
+    run_download(tmp_path, {"dataset": "urbansound8k", "source": str(us8k_tree)})
+    rejected = pd.read_csv(tmp_path / "raw" / "rejected.csv")
+    assert len(rejected) == 1 and "escapes the data folder" in rejected["reason"][0]
+    meta = pd.read_csv(tmp_path / "raw" / "metadata.csv")
+    assert rejected["path"][0] in set(meta["path"]) and not (tmp_path / "raw" / rejected["path"][0]).exists()
     assert not list(tmp_path.rglob("evil.wav"))
 
 

@@ -104,13 +104,13 @@ def test_csv_errors_name_the_param_or_line(tmp_path: Path) -> None:
         run_download(tmp_path, {**base, "csv_label_column": "class"})
     write_csv(tmp_path / "l.csv", ["path", "label"], [["a.wav", "x"], ["../up.wav", "y"]])
     with pytest.raises(AudioclfError, match="may not leave the CSV's folder"):
-        run_download(tmp_path, base)
+        run_download(tmp_path, {**base, "on_bad_row": "fail"})
     write_csv(tmp_path / "l.csv", ["path", "label"], [["a.wav", "x"], ["", "y"]])
     with pytest.raises(AudioclfError, match="line 3 has an empty path"):
         run_download(tmp_path, base)
     write_csv(tmp_path / "l.csv", ["path", "label"], [["a.wav", "x"], ["ftp://h/b.wav", "y"]])
     with pytest.raises(AudioclfError, match="scheme 'ftp'"):
-        run_download(tmp_path, base)
+        run_download(tmp_path, {**base, "on_bad_row": "fail"})
     write_csv(tmp_path / "l.csv", ["path", "label", "f"], [["a.wav", "x", "one"]])
     with pytest.raises(AudioclfError, match="line 2: column 'f' must hold integer folds"):
         run_download(tmp_path, {**base, "csv_fold_column": "f"})

@@ -58,8 +58,8 @@ def test_stage_errors_are_one_clear_line(
     tmp_path: Path, mirror: MirrorServer, esc50: dict, fault: str, message: str
 ) -> None:
     mirror.fail(BROKEN, fault, fault)
-    with pytest.raises(AudioclfError, match=message) as err:
-        run_download(tmp_path, {**esc50, "timeout_s": 0.3})
+    with pytest.raises(AudioclfError, match=message) as err:  # a missing file stops only with on_bad_row: fail
+        run_download(tmp_path, {**esc50, "timeout_s": 0.3, "on_bad_row": "fail"})
     assert "\n" not in str(err.value) and "3-100331-A-3.wav" in str(err.value)
     assert not (tmp_path / "raw" / BROKEN).exists()
 

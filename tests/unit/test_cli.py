@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 from audioclf.cli import main
 
@@ -22,11 +23,13 @@ def test_debug_env_shows_traceback(tmp_path):
     bad = tmp_path / "params.yaml"
     bad.write_text("nope: {}\n")
     code = f"from audioclf.cli import main; main(['stage', 'split', '--params', {str(bad)!r}])"
+    src = str(Path(__file__).resolve().parents[2] / "src")  # this checkout, not whatever is installed
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={"AUDIOCLF_DEBUG": "1", "PATH": ""}
-    )
-    # the traceback ends in the typed error (ParamError is the params kind of AudioclfError)
-    assert proc.returncode != 0 and "Traceback" in proc.stderr and "ParamError: params: `nope`" in proc.stderr
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={"AUDIOCLF_DEBUG": "1", "PATH": "", "PYTHONPATH": src},
+    )  # fmt: skip
+    # the traceback names the AudioclfError subclass raised (config.ParamError for params)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "Error: params: `nope`" in proc.stderr
 
 
 def test_help_lists_stages_and_tools(capsys):

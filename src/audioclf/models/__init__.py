@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 
 
 @dataclass(frozen=True)
@@ -64,5 +64,5 @@ def get(name: str, key: str = "params: `train.model`") -> Architecture:
     """The architecture called `name`; otherwise one line naming `key` and the choices."""
     known = architectures()
     if name not in known:
-        raise AudioclfError(f"{key} is {name!r}; choose one of {', '.join(sorted(known))}")
+        raise AudioclfError(f"{key} is {brief(repr(name))}; choose one of {', '.join(sorted(known))}")
     return known[name]

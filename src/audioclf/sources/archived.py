@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 import pandas as pd
 
-from audioclf.archive import ArchiveIndex, cached_scan, extract_members, matches
+from audioclf.archive import ArchiveIndex, UnsafeArchive, cached_scan, extract_members, matches
 from audioclf.errors import AudioclfError
 from audioclf.fetch import check_audio, check_location, is_remote, join, local_path
 from audioclf.sources.base import Done, Reject, Source
@@ -73,7 +73,11 @@ class ArchiveSource(Source):
             dest = self.cache_dir / "archives" / f"{tag}-{self.archive_name()}"
             # the validating scan of the finished .part is cached under the final name's index
             path = self.fetcher.fetch_resumable(url, dest, validate=lambda part: self._scan(part, dest))
-            return self._archive_layout(path)
+            try:
+                return self._archive_layout(path)
+            except UnsafeArchive:  # refused on a rescan (a lower cap): our download goes too
+                path.unlink(missing_ok=True)
+                raise
         path = local_path(location)
         if path.is_file():
             return self._archive_layout(path)
@@ -93,7 +97,7 @@ class ArchiveSource(Source):
         final = final or archive
         tag = hashlib.sha256(str(final.resolve()).encode()).hexdigest()[:10]
         index_path = self.cache_dir / "index" / f"{tag}-{final.name}.json"
-        return cached_scan(archive, index_path, (self.marker, *self.capture))
+        return cached_scan(archive, index_path, (self.marker, *self.capture), self.limits)
 
     def _archive_layout(self, archive: Path) -> Layout:
         index = self._scan(archive)
@@ -148,4 +152,5 @@ class ArchiveSource(Source):
             check_audio,
             lambda name, dest: done(by_member[name], dest),
             None if reject is None else lambda name, reason: reject(by_member[name], reason),
+            self.limits,
         )

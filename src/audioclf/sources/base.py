@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -13,10 +14,14 @@ import pandas as pd
 
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
-from audioclf.fetch import Fetcher, UnusableAudio
+from audioclf.fetch import BadRow, Fetcher
+from audioclf.limits import Limits
+
+# a source may mark rows it refuses (why, else ""); the download stage drops the column
+REFUSED_COLUMN = "_refused"
 
 Done = Callable[[dict, Path], None]
-Reject = Callable[[dict, str], None]  # (row, reason): the row's file arrived but is not usable audio
+Reject = Callable[[dict, str], None]  # (row, reason): the row's file is missing, too large or not audio
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,9 @@ class Preset:
     sample_rate: int
     duration_s: float
     classes: tuple[str, ...] = ()
+    # `auto` size caps: a few times the corpus's largest file; your own data may hold long recordings
+    max_file_mb: float = 2048.0
+    max_metadata_mb: float = 256.0
 
 
 def safe_relpath(path: str) -> str:
@@ -44,6 +52,12 @@ def safe_relpath(path: str) -> str:
     if norm == "." or posix.endswith("/"):
         raise AudioclfError(f"metadata: path {path!r} names a folder, not a file; fix the row")
     return norm
+
+
+def refused_path(value: str) -> str:
+    """Where metadata.csv points a refused row: a name inside data/raw that is never written, so
+    the features stage finds no file and reports the download's reason from rejected.csv."""
+    return f"refused/{hashlib.sha256(str(value).encode()).hexdigest()[:16]}"
 
 
 def default_cache_dir() -> Path:
@@ -68,8 +82,19 @@ class Source:
     def fetcher(self) -> Fetcher:
         """One shared session per source, created on first use."""
         if self._fetcher is None:
-            self._fetcher = Fetcher(timeout_s=self.cfg.timeout_s, retries=self.cfg.retries, progress=self.progress)
+            self._fetcher = Fetcher(
+                timeout_s=self.cfg.timeout_s, retries=self.cfg.retries, progress=self.progress, limits=self.limits
+            )
         return self._fetcher
+
+    @property
+    def limits(self) -> Limits:
+        """data.max_file_mb / data.max_metadata_mb, `auto` = the preset's."""
+        file_mb, meta_mb = self.cfg.max_file_mb, self.cfg.max_metadata_mb
+        return Limits.from_mb(
+            self.preset.max_file_mb if file_mb == "auto" else file_mb,
+            self.preset.max_metadata_mb if meta_mb == "auto" else meta_mb,
+        )
 
     @property
     def location(self) -> str:
@@ -112,8 +137,8 @@ class Source:
     ) -> None:
         """Fetch every row, calling `done(row, dest)` in the caller's thread as each completes.
 
-        Default: `fetch_one` in a bounded thread pool. A file that arrives but is not usable audio
-        (`UnusableAudio`) goes to `reject(row, reason)` when given and the others go on. On any
+        Default: `fetch_one` in a bounded thread pool. A row whose file is missing, too large or
+        not usable audio (`BadRow`) goes to `reject(row, reason)` when given and the others go on. On any
         other failure the queued fetches are cancelled, the running ones finish (their files stay,
         complete), and the error propagates. Archive sources override this with a single pass
         through the archive."""
@@ -122,7 +147,7 @@ class Source:
             error = future.exception()
             if error is None:
                 done(row, raw_dir / row["path"])
-            elif isinstance(error, UnusableAudio) and reject is not None:
+            elif isinstance(error, BadRow) and reject is not None:
                 reject(row, error.reason)
             else:
                 return error

@@ -17,7 +17,7 @@ import pandas as pd
 
 from audioclf.errors import AudioclfError, brief
 from audioclf.fetch import basename, check_location, is_remote, join, parent, scheme_of
-from audioclf.sources.base import Preset, Source, safe_relpath
+from audioclf.sources.base import REFUSED_COLUMN, Preset, Source, refused_path, safe_relpath
 
 
 class CSVSource(Source):
@@ -70,19 +70,30 @@ class CSVSource(Source):
             folds = pd.Series([None] * len(frame), dtype=object)
         groups = frame[cfg.csv_group_column].str.strip() if cfg.csv_group_column is not None else ""
         base = parent(location)
-        uris = [self._resolve(s, base, location) for s in sources]
+        rows = [self._locate(s, base, location) for s in sources]
         extra = frame.drop(columns=[c for c in columns.values() if c is not None])
         extra = extra.drop(columns=[c for c in ("path", "label", "fold", "group", "source") if c in extra.columns])
         return pd.DataFrame(
             {
-                "path": [self._dest(s, u) for s, u in zip(sources, uris, strict=True)],
+                "path": [dest for _, dest, _ in rows],
                 "label": labels,
                 "fold": folds.to_numpy(),
                 "group": groups,
-                "source": uris,
+                "source": [uri for uri, _, _ in rows],
                 **{c: extra[c] for c in extra.columns},
+                REFUSED_COLUMN: [reason for _, _, reason in rows],
             }
         )
+
+    def _locate(self, value: str, base: str, csv: str) -> tuple[str, str, str]:
+        """(where to fetch, path under data/raw, "") for a row, or ("", a placeholder path, the
+        reason) for one refused (leaving the folder, a local file named by a remote CSV, a bad
+        URL): the download stage then follows data.on_bad_row, and never fetches it."""
+        try:
+            uri = self._resolve(value, base, csv)
+            return uri, self._dest(value, uri), ""
+        except AudioclfError as exc:
+            return "", refused_path(value), str(exc)
 
     @staticmethod
     def _resolve(value: str, base: str, csv: str) -> str:

@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{report.selected} rows selected from {cfg.data.dataset}: {report.fetched} fetched, "
         f"{report.reused} already present, {report.removed} stale files removed → {args.out}"
         + (
-            f"; {report.rejected} file(s) not usable audio, not kept (listed with the reason in "
-            f"{args.out / REJECTED}; the features stage skips them)"
+            f"; {report.rejected} row(s) rejected (a refused path, a missing or oversized file, or not usable "
+            f"audio; listed with the reason in {args.out / REJECTED}; the features stage skips them)"
             if report.rejected
             else ""
         ),

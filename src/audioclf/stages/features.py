@@ -163,10 +163,19 @@ def main(argv: list[str] | None = None) -> None:
             "features_sha256": sha256_file(npy_tmp),  # lets readers tell a damaged cache from a good one
             "skipped": skipped,
         }
+        antiphase = [str(meta["path"][todo[j]]) for j in result.antiphase]
+        if antiphase:  # stereo whose channel mean would be silence: downmixed polarity-aligned instead
+            document["antiphase"] = antiphase
         meta_tmp.write_text(json.dumps(document, indent=2) + "\n")
     say(
         "features",
         f"{cfg.features.kind} {tuple(result.shape)} {cfg.features.dtype} for {len(classes)} classes at "
         f"{sample_rate} Hz × {duration_s} s; {len(skipped)} of {len(meta)} file(s) skipped as unusable"
-        + (f" (listed with reasons in {out / 'meta.json'})" if skipped else ""),
+        + (f" (listed with reasons in {out / 'meta.json'})" if skipped else "")
+        + (
+            f"; {len(antiphase)} file(s) with channels in antiphase, downmixed polarity-aligned (listed in "
+            f"meta.json `antiphase`)"
+            if antiphase
+            else ""
+        ),
     )

@@ -21,7 +21,7 @@ from audioclf import distributed
 from audioclf.cache import FeatureCache, load_cache, read_split
 from audioclf.config import FeaturesConfig, Params, build_block
 from audioclf.errors import AudioclfError, brief
-from audioclf.fileio import remove_stale_temps
+from audioclf.fileio import atomic_dir, remove_stale_temps
 from audioclf.modelio import save_model
 from audioclf.runtime import configure_threads, select_device
 from audioclf.sidecar import ModelSidecar
@@ -99,13 +99,30 @@ def main(argv: list[str] | None = None) -> int | None:
     device = select_device(cfg.runtime.device, ctx.local_rank)
     threads = configure_threads(cfg.runtime.threads, processes=ctx.local_world_size)
     distributed.init_process_group(ctx, device)
-    try:
-        result = _train(args, cfg, cache, train_rows, val_rows, device, ctx)
-    finally:
-        distributed.destroy_process_group()
-    if not ctx.is_main:
-        return None
+    # the DVCLive logs go to a temp folder that replaces metrics/train only once the model is
+    # saved: a failed run leaves the shipped model's logs as they were
+    with atomic_dir(args.live) if ctx.is_main else contextlib.nullcontext() as live_dir:
+        try:
+            result = _train(args, cfg, cache, train_rows, val_rows, device, ctx, live_dir)
+        finally:
+            distributed.destroy_process_group()
+        if not ctx.is_main:
+            return None
+        _ship(args, cfg, cache, train_rows, result, device, ctx, threads)
+    return None
 
+
+def _ship(
+    args: argparse.Namespace,
+    cfg: Params,
+    cache: FeatureCache,
+    train_rows: np.ndarray,
+    result: TrainResult,
+    device: torch.device,
+    ctx: distributed.DistContext,
+    threads: int,
+) -> None:
+    """Write model.pt + model.json and the summary line (rank 0)."""
     sidecar = model_sidecar(cfg, cache, result, len(train_rows), device, ctx)
     save_model(result.model.cpu(), sidecar, args.models)
     resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
@@ -115,7 +132,6 @@ def main(argv: list[str] | None = None) -> int | None:
         f"{cfg.train.model} on {where} ({threads} threads each): best epoch {result.best_epoch}/"
         f"{len(result.history)} val macro-F1 {result.best_val_f1:.4f}{resumed} → {args.models}",
     )
-    return None
 
 
 def _train(
@@ -126,13 +142,14 @@ def _train(
     val_rows: np.ndarray,
     device: torch.device,
     ctx: distributed.DistContext,
+    live_dir: Path | None,
 ) -> TrainResult:
-    """Run training with DVCLive on rank 0 (other ranks log nothing)."""
+    """Run training with DVCLive into `live_dir` on rank 0 (other ranks log nothing)."""
     if ctx.is_main:
         from dvclive import Live
 
         # always a fresh log: a resumed train_model replays the checkpoint's epochs into it
-        live_cm = Live(str(args.live), dvcyaml=False, save_dvc_exp=False)
+        live_cm = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False)
     else:
         live_cm = contextlib.nullcontext()
     with live_cm as live:
