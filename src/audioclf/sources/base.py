@@ -23,12 +23,15 @@ Reject = Callable[[dict, str], None]  # (row, reason): the row's file arrived bu
 
 @dataclass(frozen=True)
 class Preset:
-    """What `auto` means for `data.sample_rate` / `data.duration_s` on this corpus, and the
-    corpus's class names (empty where the user's data defines them)."""
+    """What `auto` means for `data.sample_rate` / `data.duration_s` and the split folds on this
+    corpus, and the corpus's class names (empty where the user's data defines them)."""
 
     sample_rate: int
     duration_s: float
     classes: tuple[str, ...] = ()
+    # what `auto` means for split.test_fold / split.val_fold; None: the last fold and the one before
+    test_fold: int | None = None
+    val_fold: int | None = None
 
 
 def safe_relpath(path: str) -> str:

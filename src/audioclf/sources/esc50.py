@@ -28,7 +28,7 @@ COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take"
 
 class ESC50Source(PerFileSource):
     name = "esc50"
-    preset = Preset(sample_rate=44_100, duration_s=5.0, classes=CLASSES)
+    preset = Preset(sample_rate=44_100, duration_s=5.0, classes=CLASSES, test_fold=5, val_fold=4)
     default_source = "https://github.com/karolpiczak/ESC-50/raw/master/"
 
     def list_metadata(self) -> pd.DataFrame:

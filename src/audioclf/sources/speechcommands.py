@@ -28,7 +28,9 @@ FOLDS = {"train": 1, "validation": 2, "testing": 3}
 
 class SpeechCommandsSource(ArchiveSource):
     name = "speechcommands"
-    preset = Preset(sample_rate=16_000, duration_s=1.0, classes=WORDS[DEFAULT_VERSION])
+    preset = Preset(
+        sample_rate=16_000, duration_s=1.0, classes=WORDS[DEFAULT_VERSION], test_fold=3, val_fold=2
+    )  # the official lists
     default_source = "https://storage.googleapis.com/download.tensorflow.org/data/"
     versions = tuple(WORDS)
     marker = "testing_list.txt"

@@ -27,7 +27,7 @@ COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "class
 
 class UrbanSound8KSource(ArchiveSource):
     name = "urbansound8k"
-    preset = Preset(sample_rate=22_050, duration_s=4.0, classes=CLASSES)
+    preset = Preset(sample_rate=22_050, duration_s=4.0, classes=CLASSES, test_fold=10, val_fold=9)
     default_source = "https://zenodo.org/records/1203745/files/UrbanSound8K.tar.gz?download=1"
     marker = METADATA
     capture = (METADATA,)

@@ -1,8 +1,10 @@
 """quantize: export the raw-waveform ONNX model, check parity with PyTorch in onnxruntime, build
-the quantized variants, measure size / F1 / latency of each, and deploy the chosen one."""
+the quantized variants, measure size / F1 / latency of each, deploy the chosen one and write its
+model card (models/model-card.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,19 +13,25 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from audioclf import export
+from audioclf import export, modelcard
 from audioclf.audio import load_clip
 from audioclf.cache import read_split
 from audioclf.config import FeaturesConfig
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_paths, remove_stale_temps, write_json
-from audioclf.metrics import classification_report, softmax
+from audioclf.headline import DETAILS_DIR, quantize_headline
+from audioclf.metrics import classification_report, confusion_matrix, softmax
 from audioclf.modelio import load_model
 from audioclf.stages.common import params, parser, say
 from audioclf.training import configure_threads
 
 PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
+CARD_CONFUSION = "model-card-confusion.png"  # next to models/model-card.md
+
+
+def split_folds(frame: pd.DataFrame) -> list[int]:
+    return sorted(int(f) for f in pd.to_numeric(frame["fold"], errors="coerce").dropna().unique())
 
 
 def load_waves(
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
 
     variants_dir = args.models / "variants"
     variants_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(args.models, variants_dir, args.metrics)  # what a killed run left
+    remove_stale_temps(args.models, variants_dir, args.metrics, args.metrics / DETAILS_DIR)  # what a killed run left
     for stale in variants_dir.glob("*.pre.onnx"):
         stale.unlink()
     paths = {v: variants_dir / f"{v}.onnx" for v in q.variants}
@@ -102,12 +110,15 @@ def main(argv: list[str] | None = None) -> None:
         "int8_static": lambda: export.quantize_int8_static(paths["fp32"], paths["int8_static"], calib_waves),
     }
     report: dict[str, object] = {}
+    deployed_pred, deployed_per_class = None, {}
     for variant in q.variants:
         if variant != "fp32":
             builders[variant]()
         sess = export.session(paths[variant], threads)
         logits = export.run_onnx(sess, test_waves)
-        headline, _ = classification_report(y_true, softmax(logits), classes)
+        headline, per_class = classification_report(y_true, softmax(logits), classes)
+        if variant == q.deploy:
+            deployed_pred, deployed_per_class = logits.argmax(1), per_class
         lat_b1 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b1), q.latency_runs)
         lat_b32 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b32), max(3, q.latency_runs // 4))
         report[variant] = {
@@ -153,7 +164,24 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_paths(deployed, args.models / "model.onnx.json") as (onnx_tmp, sidecar_tmp):
         export.deploy_copy(paths[q.deploy], onnx_tmp, classes, sample_rate, n_samples)
         sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
-    write_json(args.metrics / "quantize.json", report)
+    write_json(args.metrics / DETAILS_DIR / "quantize.json", report)
+    write_json(args.metrics / "quantize.json", quantize_headline(report))
+    card = modelcard.CardInputs(
+        dataset=cfg.data.dataset,
+        classes=classes,
+        split_sizes={"train": len(train), "val": len(read_split(args.splits, "val")), "test": len(test)},
+        split_folds={name: split_folds(read_split(args.splits, name)) for name in ("train", "val", "test")},
+        sample_rate=sample_rate,
+        duration_s=meta["duration_s"],
+        model=meta,
+        quantize=dataclasses.asdict(q),
+        per_class=deployed_per_class,
+        variants={v: report[v] for v in q.variants},
+        deployed=q.deploy,
+        commit=modelcard.git_provenance(Path.cwd()),
+        confusion_png=CARD_CONFUSION,
+    )
+    modelcard.write(args.models / "model-card.md", card, confusion_matrix(y_true, deployed_pred, len(classes)))
     lines = [
         f"{v:>13}: {report[v]['size_mb']:.3f} MB, F1 {report[v]['f1_macro']:.4f}, "
         f"b1 {report[v]['latency_ms_b1']:.2f} ms, b32 {report[v]['latency_ms_b32']:.1f} ms "
