@@ -33,7 +33,11 @@ class CardInputs:
     split_folds: Mapping[str, Sequence[int]]  # train / val / test → folds present (empty: no folds)
     sample_rate: int
     duration_s: float
-    model: Mapping[str, Any]  # models/model.json (architecture, train block, features, best epoch)
+    architecture: str
+    train: Mapping[str, Any]  # the train params block the model was trained with (models/model.json)
+    features: Mapping[str, Any]  # its feature params
+    best_epoch: int | str
+    best_val_f1: float | str
     quantize: Mapping[str, Any]  # the quantize params block
     per_class: Mapping[str, Mapping[str, float]]  # deployed variant on the test split
     variants: Mapping[str, Mapping[str, Any]]  # metrics/details/quantize.json rows
@@ -102,7 +106,7 @@ def _limits(inputs: CardInputs) -> list[str]:
 def render(inputs: CardInputs) -> str:
     """The card as Markdown."""
     what, licence = DATASETS.get(inputs.dataset, (inputs.dataset, "unknown: state it before sharing"))
-    train = inputs.model.get("train", {})
+    train = inputs.train
     test = inputs.variants[inputs.deployed]
     per_class_rows = [
         (c, _fmt(s["precision"]), _fmt(s["recall"]), _fmt(s["f1"]), s["support"]) for c, s in inputs.per_class.items()
@@ -114,11 +118,11 @@ def render(inputs: CardInputs) -> str:
     ]
     params = {
         **{f"train.{k}": v for k, v in train.items()},
-        **{f"features.{k}": v for k, v in inputs.model.get("feature_params", {}).items()},
+        **{f"features.{k}": v for k, v in inputs.features.items()},
         **{f"quantize.{k}": v for k, v in inputs.quantize.items()},
     }
     lines = [
-        f"# Model card: {inputs.model.get('architecture', '?')} audio classifier ({inputs.deployed} ONNX)",
+        f"# Model card: {inputs.architecture} audio classifier ({inputs.deployed} ONNX)",
         "",
         f"`model.onnx` takes a mono waveform at {inputs.sample_rate} Hz, {inputs.duration_s:g} s "
         f"(`float32 [batch, {round(inputs.sample_rate * inputs.duration_s)}]`) and returns one logit per class; "
@@ -127,14 +131,15 @@ def render(inputs: CardInputs) -> str:
         "",
         "## Data",
         f"- Dataset: {what} (`data.dataset: {inputs.dataset}`).",
-        f"- Licence of the data: {licence}. A model trained on it may carry the same terms.",
+        f"- Licence of the data: {licence}."
+        + (" A model trained on it may carry the same terms." if inputs.dataset != "synthetic" else ""),
         f"- Classes ({len(inputs.classes)}): {', '.join(f'`{c}`' for c in inputs.classes)}.",
         *(_split_line(name, inputs) for name in ("train", "val", "test")),
         "",
         "## Provenance",
         f"- Git commit the run started from: {inputs.commit}.",
-        f"- Best epoch {inputs.model.get('best_epoch', '?')} of {train.get('epochs', '?')} "
-        f"(validation macro-F1 {_fmt(inputs.model.get('best_val_f1_macro', '?'))}).",
+        f"- Best epoch {inputs.best_epoch} of {train.get('epochs', '?')} "
+        f"(validation macro-F1 {_fmt(inputs.best_val_f1)}).",
         "",
         "## Test results of the deployed model",
         f"Accuracy {test['accuracy']:.4f}, macro-F1 {test['f1_macro']:.4f} on {inputs.split_sizes.get('test', 0)} "

@@ -15,7 +15,11 @@ def _inputs(**overrides):
         "split_folds": {"train": [1, 2, 3], "val": [4], "test": [5]},
         "sample_rate": 22050,
         "duration_s": 5.0,
-        "model": {"architecture": "convnet", "train": {"epochs": 4, "lr": 0.003}, "best_epoch": 3},
+        "architecture": "convnet",
+        "train": {"epochs": 4, "lr": 0.003},
+        "features": {"n_mels": 64},
+        "best_epoch": 3,
+        "best_val_f1": 0.7,
         "quantize": {"deploy": "int8_static"},
         "per_class": {
             "dog": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2},
@@ -41,6 +45,7 @@ def test_card_names_data_licence_split_results_and_limits():
     assert "| **int8_static** (deployed) | 0.4000 |" in card and "| fp32 | 1.2000 |" in card
     assert "hardest classes on the test split: `dog` (F1 0.667)" in card
     assert "Git commit the run started from: abc123." in card and "| `train.lr` | `0.003` |" in card
+    assert "Best epoch 3 of 4 (validation macro-F1 0.7000)" in card and "| `features.n_mels` | `64` |" in card
 
 
 def test_user_data_asks_for_its_licence():
