@@ -183,29 +183,33 @@ def test_committed_tolerances_still_gate_what_they_gated():
 
 
 def _committed_copy(root: Path) -> None:
+    """The gated files as committed at HEAD (not the workspace, which a running `dvc repro` rewrites)."""
     for file in {f for f, _ in GATED} | {"metrics/tolerances.yaml"}:
+        shown = subprocess.run(["git", "show", f"HEAD:{file}"], cwd=REPO, capture_output=True, text=True, check=True)
         (root / file).parent.mkdir(parents=True, exist_ok=True)
-        (root / file).write_text((REPO / file).read_text())
+        (root / file).write_text(shown.stdout)
 
 
 def test_committed_metrics_pass_and_a_worse_macro_f1_or_variant_fails(tmp_path, capsys):
     """The real files: every gated key resolves in them, and a regression in a metrics file or in a
     details file (not a `dvc exp show` column) fails the gate."""
-    _committed_copy(tmp_path)
-    assert main(["--root", str(tmp_path), "--baseline", str(REPO)]) == 0
+    base, now = tmp_path / "base", tmp_path / "now"
+    _committed_copy(base)
+    _committed_copy(now)
+    assert main(["--root", str(now), "--baseline", str(base)]) == 0
     assert "MISSING" not in capsys.readouterr().out
-    path = tmp_path / "metrics" / "eval.json"
+    path = now / "metrics" / "eval.json"
     worse = json.loads(path.read_text())
     worse["test"]["f1_macro"] -= 0.02
     path.write_text(json.dumps(worse))
-    assert main(["--root", str(tmp_path), "--baseline", str(REPO)]) == 1
+    assert main(["--root", str(now), "--baseline", str(base)]) == 1
     assert "FAILED, 1 regression(s): metrics/eval.json:test.f1_macro" in capsys.readouterr().out
-    _committed_copy(tmp_path)
-    path = tmp_path / "metrics" / "details" / "quantize.json"
+    _committed_copy(now)
+    path = now / "metrics" / "details" / "quantize.json"
     details = json.loads(path.read_text())
     details["int8_static"]["f1_macro"] -= 0.05
     path.write_text(json.dumps(details))
-    assert main(["--root", str(tmp_path), "--baseline", str(REPO)]) == 1
+    assert main(["--root", str(now), "--baseline", str(base)]) == 1
     assert "metrics/details/quantize.json:int8_static.f1_macro" in capsys.readouterr().out
 
 
