@@ -18,11 +18,15 @@ import onnx
 import torch
 from torch import nn
 
+from audioclf.deploy import (
+    INPUT_NAME,
+    ONNX_CLASSES_KEY,
+    ONNX_N_SAMPLES_KEY,
+    ONNX_SAMPLE_RATE_KEY,
+    OUTPUT_NAME,
+    ort_session,
+)
 from audioclf.fileio import atomic_path
-from audioclf.predict import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY, ort_session
-
-INPUT_NAME = "waveform"
-OUTPUT_NAME = "logits"
 
 
 class WaveformClassifier(nn.Module):
@@ -62,23 +66,6 @@ def export_onnx(model: nn.Module, n_samples: int, path: Path, opset: int, output
     onnx.checker.check_model(str(path))
 
 
-def deployment_sidecar(
-    classes: list[str], sample_rate: int, duration_s: float, n_samples: int, variant: str, **extra: object
-) -> dict[str, object]:
-    """What `audioclf predict` needs next to a model.onnx (as `model.onnx.json`): it checks the
-    classes, input/output names and clip length against the graph before scoring anything."""
-    return {
-        "classes": list(classes),
-        "sample_rate": sample_rate,
-        "duration_s": duration_s,
-        "n_samples": n_samples,
-        "input": INPUT_NAME,
-        "output": OUTPUT_NAME,
-        "variant": variant,
-        **extra,
-    }
-
-
 def deploy_copy(src: Path, dst: Path, classes: list[str], sample_rate: int, n_samples: int) -> None:
     """Copy the chosen variant to `dst` (atomically) with the class list, rate and clip length in
     the graph's metadata: `audioclf predict` checks them against the sidecar, so a sidecar from
@@ -97,7 +84,7 @@ def deploy_copy(src: Path, dst: Path, classes: list[str], sample_rate: int, n_sa
         onnx.save(model, str(tmp))
 
 
-session = ort_session  # predict's helper: the model is measured as it will be served
+session = ort_session  # the deploy contract's helper: the model is measured as it will be served
 
 
 def run_onnx(sess, waves: np.ndarray, batch_size: int = 64) -> np.ndarray:

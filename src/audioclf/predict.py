@@ -22,15 +22,21 @@ from typing import Any
 import numpy as np
 
 from audioclf.audio import AUDIO_SUFFIXES, fix_length, load_clip
-from audioclf.errors import ArgumentParser, AudioclfError
+from audioclf.deploy import (
+    ONNX_CLASSES_KEY,
+    ONNX_N_SAMPLES_KEY,
+    ONNX_NAME,
+    ONNX_SAMPLE_RATE_KEY,
+    DeploySidecar,
+    ort_session,
+    read_deploy_sidecar,
+    sidecar_path,
+)
+from audioclf.errors import ArgumentParser, AudioclfError, brief
 from audioclf.metrics import softmax
 
-DEFAULT_MODEL = Path("models/model.onnx")
+DEFAULT_MODEL = Path("models") / ONNX_NAME
 BATCH = 32  # windows per onnxruntime call: bounds memory on hour-long files
-# graph metadata the quantize stage writes into model.onnx (export.deploy_copy), checked against the sidecar
-ONNX_CLASSES_KEY = "audioclf.classes"
-ONNX_SAMPLE_RATE_KEY = "audioclf.sample_rate"
-ONNX_N_SAMPLES_KEY = "audioclf.n_samples"
 
 
 @dataclass(frozen=True)
@@ -59,101 +65,59 @@ class Prediction:
     segments: list[dict[str, Any]] = field(default_factory=list)  # start, end, label, probability
 
 
-def sidecar_path(model: Path) -> Path:
-    return model.with_name(model.name + ".json")
-
-
-def ort_session(path: Path, threads: int) -> Any:
-    """A CPU onnxruntime session; the quantize stage measures with the same settings."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0 = onnxruntime's default, one per core
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise AudioclfError(f"{path}: sidecar not found; ship the model's .json sidecar (the quantize stage writes it)")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AudioclfError(f"{path}: not a readable JSON sidecar ({exc}); copy it again from models/") from exc
-    if not isinstance(meta, dict):
-        raise AudioclfError(f"{path}: expected a JSON object; copy the sidecar again from models/")
-    checks = {
-        "classes": isinstance(meta.get("classes"), list) and len(meta["classes"]) >= 1,
-        "sample_rate": isinstance(meta.get("sample_rate"), int) and meta["sample_rate"] > 0,
-        "n_samples": isinstance(meta.get("n_samples"), int) and meta["n_samples"] > 0,
-        "input": isinstance(meta.get("input"), str),
-        "output": isinstance(meta.get("output"), str),
-    }
-    bad = [key for key, ok in checks.items() if not ok]
-    if bad:
-        raise AudioclfError(f"{path}: missing or invalid {', '.join(bad)}; rebuild it with dvc repro quantize")
-    duration = meta.get("duration_s")
-    if duration is not None and round(duration * meta["sample_rate"]) != meta["n_samples"]:
-        raise AudioclfError(
-            f"{path}: duration_s {duration} × sample_rate {meta['sample_rate']} ≠ n_samples {meta['n_samples']}; "
-            "rebuild it with dvc repro quantize"
-        )
-    return meta
-
-
 def load_model(model: Path, threads: int = 0) -> Deployed:
     """Open `model` and its sidecar and check they describe the same graph (input name and clip
     length, output name and number of classes) before any file is scored."""
     if not model.is_file():
         raise AudioclfError(f"{model}: model not found; pass --model PATH/model.onnx (dvc repro quantize builds one)")
     side = sidecar_path(model)
-    meta = _read_sidecar(side)
+    meta = read_deploy_sidecar(side)
     try:
         sess = ort_session(model, threads)
     except Exception as exc:  # onnxruntime raises its own, unexported exception classes
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise AudioclfError(f"{model}: onnxruntime cannot load it ({first}); rebuild with dvc repro quantize") from exc
-    inputs, outputs = sess.get_inputs(), sess.get_outputs()
-    if [i.name for i in inputs] != [meta["input"]]:
         raise AudioclfError(
-            f"{side}: input {meta['input']!r} but {model} takes {[i.name for i in inputs]}; "
+            f"{model}: onnxruntime cannot load it ({brief(exc)}); rebuild with dvc repro quantize"
+        ) from exc
+    inputs, outputs = sess.get_inputs(), sess.get_outputs()
+    if [i.name for i in inputs] != [meta.input]:
+        raise AudioclfError(
+            f"{side}: input {meta.input!r} but {model} takes {[i.name for i in inputs]}; "
             "ship the sidecar written with this model"
         )
     in_shape = inputs[0].shape
-    if len(in_shape) != 2 or (isinstance(in_shape[1], int) and in_shape[1] != meta["n_samples"]):
+    if len(in_shape) != 2 or (isinstance(in_shape[1], int) and in_shape[1] != meta.n_samples):
         raise AudioclfError(
-            f"{side}: n_samples {meta['n_samples']} but {model} takes input shape {in_shape}; "
+            f"{side}: n_samples {meta.n_samples} but {model} takes input shape {in_shape}; "
             "ship the sidecar written with this model"
         )
     out = {o.name: o for o in outputs}
-    if meta["output"] not in out:
+    if meta.output not in out:
         raise AudioclfError(
-            f"{side}: output {meta['output']!r} but {model} gives {list(out)}; ship the sidecar written with this model"
+            f"{side}: output {meta.output!r} but {model} gives {list(out)}; ship the sidecar written with this model"
         )
-    n_out = out[meta["output"]].shape[-1]
+    n_out = out[meta.output].shape[-1]
     if not isinstance(n_out, int):  # a symbolic class axis: ask the graph itself
-        probe = np.zeros((1, meta["n_samples"]), dtype=np.float32)
-        n_out = sess.run([meta["output"]], {meta["input"]: probe})[0].shape[-1]
-    if n_out != len(meta["classes"]):
+        probe = np.zeros((1, meta.n_samples), dtype=np.float32)
+        n_out = sess.run([meta.output], {meta.input: probe})[0].shape[-1]
+    if n_out != len(meta.classes):
         raise AudioclfError(
-            f"{side}: {len(meta['classes'])} classes but {model} outputs {n_out} logits; "
+            f"{side}: {len(meta.classes)} classes but {model} outputs {n_out} logits; "
             "ship the sidecar written with this model"
         )
     _check_graph_metadata(sess, meta, model, side)
     return Deployed(
         session=sess,
         path=model,
-        classes=[str(c) for c in meta["classes"]],
-        sample_rate=meta["sample_rate"],
-        n_samples=meta["n_samples"],
-        input_name=meta["input"],
-        output_name=meta["output"],
-        variant=str(meta.get("variant", "unknown")),
+        classes=meta.classes,
+        sample_rate=meta.sample_rate,
+        n_samples=meta.n_samples,
+        input_name=meta.input,
+        output_name=meta.output,
+        variant=meta.variant,
     )
 
 
-def _check_graph_metadata(sess: Any, meta: dict[str, Any], model: Path, side: Path) -> None:
+def _check_graph_metadata(sess: Any, meta: DeploySidecar, model: Path, side: Path) -> None:
     """A model exported by the quantize stage carries its classes, rate and clip length: they must
     be the sidecar's (the same class count alone would let another model's sidecar mislabel)."""
     props = sess.get_modelmeta().custom_metadata_map
@@ -167,7 +131,7 @@ def _check_graph_metadata(sess: Any, meta: dict[str, Any], model: Path, side: Pa
             raise AudioclfError(
                 f"{model}: damaged {key} metadata in the graph; rebuild it (dvc repro quantize)"
             ) from None
-        sidecar_value = meta[field_name]
+        sidecar_value = getattr(meta, field_name)
         if field_name == "classes":
             graph_value, sidecar_value = [str(c) for c in graph_value], [str(c) for c in sidecar_value]
         if graph_value != sidecar_value:
@@ -178,8 +142,7 @@ def _check_graph_metadata(sess: Any, meta: dict[str, Any], model: Path, side: Pa
 
 
 def _short(value: object) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return brief(json.dumps(value), 60)
 
 
 def collect_inputs(paths: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:

@@ -4,8 +4,7 @@ model card (models/model-card.md)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +15,28 @@ from tqdm import tqdm
 from audioclf import export, modelcard
 from audioclf.audio import load_clip
 from audioclf.cache import read_split
-from audioclf.config import FeaturesConfig
+from audioclf.config import Params, QuantizeConfig, to_dict
+from audioclf.deploy import ONNX_NAME, DeploySidecar, sidecar_path
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_paths, remove_stale_temps, write_json
 from audioclf.headline import DETAILS_DIR, quantize_headline
 from audioclf.metrics import classification_report, confusion_matrix, softmax
 from audioclf.modelio import load_model
+from audioclf.runtime import configure_threads
+from audioclf.sidecar import ModelSidecar
 from audioclf.stages.common import params, parser, say
-from audioclf.training import configure_threads
 
 PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
 CARD_CONFUSION = "model-card-confusion.png"  # next to models/model-card.md
+
+
+@dataclass(frozen=True)
+class TestClips:
+    splits: Path  # data/splits (train and val are read from it for the card)
+    frame: pd.DataFrame  # the decodable test rows
+    waves: np.ndarray
+    y_true: np.ndarray
 
 
 def split_folds(frame: pd.DataFrame) -> list[int]:
@@ -51,87 +60,77 @@ def load_waves(
     return array, frame.iloc[kept]
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = parser("quantize", __doc__)
-    p.add_argument("--raw", type=Path, default=Path("data/raw"))
-    p.add_argument("--splits", type=Path, default=Path("data/splits"))
-    p.add_argument("--models", type=Path, default=Path("models"))
-    p.add_argument("--metrics", type=Path, default=Path("metrics"))
-    args = p.parse_args(argv)
-    cfg = params(args)
-    q = cfg.quantize
-    threads = configure_threads(cfg.runtime.threads)
-    model, meta = load_model(args.models)
-    sidecar_path = args.models / "model.json"
-    missing = [k for k in ("feature_params", "sample_rate", "n_samples", "duration_s") if k not in meta]
-    if missing:  # the graph computes the features itself: it needs their exact settings
-        raise AudioclfError(f"{sidecar_path}: lacks {', '.join(missing)}; retrain (dvc repro -f train)")
-    sample_rate, n_samples, classes = meta["sample_rate"], meta["n_samples"], meta["classes"]
-    try:
-        feature_cfg = FeaturesConfig(**meta["feature_params"])
-    except (TypeError, AudioclfError) as exc:
-        raise AudioclfError(f"{sidecar_path}: invalid feature_params ({exc}); retrain (dvc repro -f train)") from exc
-    extractor = FeatureExtractor(feature_cfg, sample_rate)
-    full = export.WaveformClassifier(extractor, model).eval()
+@dataclass(frozen=True)
+class Reference:
+    """The eager PyTorch model on the test clips: the logits each variant must match, the latency
+    batches and their eager timings."""
 
-    test = read_split(args.splits, "test")
-    test = test[test["label"].isin(classes)]
-    n_listed = len(test)
-    train = read_split(args.splits, "train")
-    calib_rows = train.sample(n=min(q.calibration_samples, len(train)), random_state=0)
-    test_waves, test = load_waves(args.raw, test, sample_rate, n_samples, "test audio")
-    calib_waves, _ = load_waves(args.raw, calib_rows, sample_rate, n_samples, "calibration audio")
-    if len(test_waves) == 0 or len(calib_waves) == 0:
-        raise AudioclfError(
-            f"{args.splits}: no decodable test or training clips under {args.raw}; rerun dvc repro download split"
-        )
-    y_true = test["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    logits: np.ndarray
+    b1: np.ndarray
+    b32: np.ndarray
+    b1_ms: float
+    b32_ms: float
 
+
+def torch_reference(full: torch.nn.Module, test_waves: np.ndarray, q: QuantizeConfig) -> Reference:
     with torch.no_grad():
-        torch_logits = torch.cat(
-            [full(torch.from_numpy(test_waves[i : i + 64])) for i in range(0, len(test_waves), 64)]
-        )
-    torch_logits = torch_logits.numpy()
-    b1, b32 = test_waves[:1], np.resize(test_waves, (32, n_samples))
+        logits = torch.cat([full(torch.from_numpy(test_waves[i : i + 64])) for i in range(0, len(test_waves), 64)])
+    b1, b32 = test_waves[:1], np.resize(test_waves, (32, test_waves.shape[1]))
     with torch.no_grad():
-        torch_b1 = export.median_latency_ms(lambda: full(torch.from_numpy(b1)), q.latency_runs)
-        torch_b32 = export.median_latency_ms(lambda: full(torch.from_numpy(b32)), max(3, q.latency_runs // 4))
+        b1_ms = export.median_latency_ms(lambda: full(torch.from_numpy(b1)), q.latency_runs)
+        b32_ms = export.median_latency_ms(lambda: full(torch.from_numpy(b32)), max(3, q.latency_runs // 4))
+    return Reference(logits.numpy(), b1, b32, b1_ms, b32_ms)
 
-    variants_dir = args.models / "variants"
-    variants_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(args.models, variants_dir, args.metrics, args.metrics / DETAILS_DIR)  # what a killed run left
-    for stale in variants_dir.glob("*.pre.onnx"):
+
+def build_variants(full: torch.nn.Module, n_samples: int, calib: np.ndarray, q: QuantizeConfig, out: Path) -> dict:
+    """variant → its .onnx under `out`: fp32 exported, the others quantized from it."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.pre.onnx"):
         stale.unlink()
-    paths = {v: variants_dir / f"{v}.onnx" for v in q.variants}
+    paths = {v: out / f"{v}.onnx" for v in q.variants}
     export.export_onnx(full, n_samples, paths["fp32"], q.opset)
     builders = {
         "fp16": lambda: export.quantize_fp16_weights(paths["fp32"], paths["fp16"]),
         "int8_dynamic": lambda: export.quantize_int8_dynamic(paths["fp32"], paths["int8_dynamic"]),
-        "int8_static": lambda: export.quantize_int8_static(paths["fp32"], paths["int8_static"], calib_waves),
+        "int8_static": lambda: export.quantize_int8_static(paths["fp32"], paths["int8_static"], calib),
     }
-    report: dict[str, object] = {}
-    deployed_pred, deployed_per_class = None, {}
     for variant in q.variants:
         if variant != "fp32":
             builders[variant]()
-        sess = export.session(paths[variant], threads)
-        logits = export.run_onnx(sess, test_waves)
-        headline, per_class = classification_report(y_true, softmax(logits), classes)
-        if variant == q.deploy:
-            deployed_pred, deployed_per_class = logits.argmax(1), per_class
-        lat_b1 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b1), q.latency_runs)
-        lat_b32 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b32), max(3, q.latency_runs // 4))
-        report[variant] = {
-            "size_mb": round(paths[variant].stat().st_size / 1e6, 4),
-            "accuracy": headline["accuracy"],
-            "f1_macro": headline["f1_macro"],
-            "latency_ms_b1": round(lat_b1, 3),
-            "latency_ms_b32": round(lat_b32, 3),
-            "speedup_vs_torch_b1": round(torch_b1 / lat_b1, 3),
-            "speedup_vs_torch_b32": round(torch_b32 / lat_b32, 3),
-            "argmax_agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
-            "max_abs_diff": float(np.max(np.abs(logits - torch_logits))),
-        }
+    return paths
+
+
+def measure(
+    path: Path,
+    waves: np.ndarray,
+    y_true: np.ndarray,
+    classes: list[str],
+    ref: Reference,
+    q: QuantizeConfig,
+    threads: int,
+) -> dict:
+    """Size, test F1, latency and agreement with eager PyTorch of one variant, in onnxruntime."""
+    sess = export.session(path, threads)
+    logits = export.run_onnx(sess, waves)
+    headline, _ = classification_report(y_true, softmax(logits), classes)
+    lat_b1 = export.median_latency_ms(lambda: export.run_onnx(sess, ref.b1), q.latency_runs)
+    lat_b32 = export.median_latency_ms(lambda: export.run_onnx(sess, ref.b32), max(3, q.latency_runs // 4))
+    return {
+        "size_mb": round(path.stat().st_size / 1e6, 4),
+        "accuracy": headline["accuracy"],
+        "f1_macro": headline["f1_macro"],
+        "latency_ms_b1": round(lat_b1, 3),
+        "latency_ms_b32": round(lat_b32, 3),
+        "speedup_vs_torch_b1": round(ref.b1_ms / lat_b1, 3),
+        "speedup_vs_torch_b32": round(ref.b32_ms / lat_b32, 3),
+        "argmax_agreement": float(np.mean(logits.argmax(1) == ref.logits.argmax(1))),
+        "max_abs_diff": float(np.max(np.abs(logits - ref.logits))),
+    }
+
+
+def check_report(report: dict, q: QuantizeConfig) -> None:
+    """fp32 must match eager PyTorch (else the export is wrong); add each variant's F1 drop and
+    refuse to deploy one that loses more than the tolerance."""
     fp32 = report["fp32"]
     if fp32["argmax_agreement"] < 1.0 or fp32["max_abs_diff"] > PARITY_ATOL:
         raise RuntimeError(
@@ -146,46 +145,102 @@ def main(argv: list[str] | None = None) -> None:
             f"params: `quantize.deploy` is {q.deploy}, which loses {report[q.deploy]['f1_drop']:.4f} macro-F1 "
             f"(> quantize.f1_tolerance {q.f1_tolerance}); deploy another variant or raise the tolerance"
         )
-    report["deployed"] = q.deploy
-    report["torch_latency_ms"] = {"b1": round(torch_b1, 3), "b32": round(torch_b32, 3), "threads": threads}
 
-    deployed = args.models / "model.onnx"
-    sidecar = export.deployment_sidecar(
-        classes,
-        sample_rate,
-        meta["duration_s"],
-        n_samples,
-        q.deploy,
-        architecture=meta["architecture"],
-        feature_params=meta["feature_params"],
-        test_f1_macro=report[q.deploy]["f1_macro"],
+
+def deploy(src: Path, deployed: Path, meta: ModelSidecar, variant: str, test_f1: float) -> None:
+    """model.onnx (the chosen variant, with the graph metadata) and its DeploySidecar, replaced
+    together: predict never pairs a new graph with an old sidecar."""
+    sidecar = DeploySidecar(
+        classes=meta.classes,
+        sample_rate=meta.sample_rate,
+        n_samples=meta.n_samples,
+        duration_s=meta.duration_s,
+        variant=variant,
+        architecture=meta.architecture,
+        feature_params=to_dict(meta.features),
+        test_f1_macro=test_f1,
     )
-    # model and sidecar are replaced together: predict never pairs a new graph with an old sidecar
-    with atomic_paths(deployed, args.models / "model.onnx.json") as (onnx_tmp, sidecar_tmp):
-        export.deploy_copy(paths[q.deploy], onnx_tmp, classes, sample_rate, n_samples)
-        sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
-    write_json(args.metrics / DETAILS_DIR / "quantize.json", report)
-    write_json(args.metrics / "quantize.json", quantize_headline(report))
-    card = modelcard.CardInputs(
+    with atomic_paths(deployed, sidecar_path(deployed)) as (onnx_tmp, sidecar_tmp):
+        export.deploy_copy(src, onnx_tmp, meta.classes, meta.sample_rate, meta.n_samples)
+        sidecar_tmp.write_text(sidecar.to_json())
+
+
+def write_card(
+    card: Path, meta: ModelSidecar, cfg: Params, report: dict, deployed: Path, test: TestClips, threads: int
+) -> None:
+    """models/model-card.md of the deployed variant: its per-class scores and confusion on the test
+    clips, the variant table, the data, the split and the params."""
+    logits = export.run_onnx(export.session(deployed, threads), test.waves)
+    _, per_class = classification_report(test.y_true, softmax(logits), meta.classes)
+    frames = {name: read_split(test.splits, name) for name in ("train", "val")}
+    inputs = modelcard.CardInputs(
         dataset=cfg.data.dataset,
-        classes=classes,
-        split_sizes={"train": len(train), "val": len(read_split(args.splits, "val")), "test": len(test)},
-        split_folds={name: split_folds(read_split(args.splits, name)) for name in ("train", "val", "test")},
-        sample_rate=sample_rate,
-        duration_s=meta["duration_s"],
-        architecture=meta["architecture"],
-        train=meta.get("train", {}),
-        features=meta["feature_params"],
-        best_epoch=meta.get("best_epoch", "?"),
-        best_val_f1=meta.get("best_val_f1_macro", "?"),
-        quantize=dataclasses.asdict(q),
-        per_class=deployed_per_class,
-        variants={v: report[v] for v in q.variants},
-        deployed=q.deploy,
+        classes=meta.classes,
+        split_sizes={**{n: len(f) for n, f in frames.items()}, "test": len(test.y_true)},
+        split_folds={**{n: split_folds(f) for n, f in frames.items()}, "test": split_folds(test.frame)},
+        sample_rate=meta.sample_rate,
+        duration_s=meta.duration_s,
+        architecture=meta.architecture,
+        train={  # the recipe and the architecture's params, as params.yaml spells them
+            "model": meta.architecture,
+            **{f"model_params.{meta.architecture}.{k}": v for k, v in to_dict(meta.model_params).items()},
+            **meta.train,
+        },
+        features=to_dict(meta.features),
+        best_epoch=meta.best_epoch,
+        best_val_f1=meta.best_val_f1_macro,
+        quantize=to_dict(cfg.quantize),
+        per_class=per_class,
+        variants={v: report[v] for v in cfg.quantize.variants},
+        deployed=cfg.quantize.deploy,
         commit=modelcard.git_provenance(Path.cwd()),
         confusion_png=CARD_CONFUSION,
     )
-    modelcard.write(args.models / "model-card.md", card, confusion_matrix(y_true, deployed_pred, len(classes)))
+    modelcard.write(card, inputs, confusion_matrix(test.y_true, logits.argmax(1), len(meta.classes)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser("quantize", __doc__)
+    p.add_argument("--raw", type=Path, default=Path("data/raw"))
+    p.add_argument("--splits", type=Path, default=Path("data/splits"))
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--metrics", type=Path, default=Path("metrics"))
+    args = p.parse_args(argv)
+    cfg = params(args)
+    q = cfg.quantize
+    threads = configure_threads(cfg.runtime.threads)
+    model, meta = load_model(args.models)
+    # the graph computes the features itself, with the exact settings model.json holds
+    full = export.WaveformClassifier(FeatureExtractor(meta.features, meta.sample_rate), model).eval()
+
+    test = read_split(args.splits, "test")
+    test = test[test["label"].isin(meta.classes)]
+    n_listed = len(test)
+    train = read_split(args.splits, "train")
+    calib_rows = train.sample(n=min(q.calibration_samples, len(train)), random_state=0)
+    test_waves, test = load_waves(args.raw, test, meta.sample_rate, meta.n_samples, "test audio")
+    calib_waves, _ = load_waves(args.raw, calib_rows, meta.sample_rate, meta.n_samples, "calibration audio")
+    if len(test_waves) == 0 or len(calib_waves) == 0:
+        raise AudioclfError(
+            f"{args.splits}: no decodable test or training clips under {args.raw}; rerun dvc repro download split"
+        )
+    y_true = test["label"].map({c: i for i, c in enumerate(meta.classes)}).to_numpy()
+
+    ref = torch_reference(full, test_waves, q)
+    (args.models / "variants").mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(args.models, args.models / "variants", args.metrics, args.metrics / DETAILS_DIR)
+    paths = build_variants(full, meta.n_samples, calib_waves, q, args.models / "variants")
+    report: dict[str, object] = {
+        v: measure(paths[v], test_waves, y_true, meta.classes, ref, q, threads) for v in q.variants
+    }
+    check_report(report, q)
+    report["deployed"] = q.deploy
+    report["torch_latency_ms"] = {"b1": round(ref.b1_ms, 3), "b32": round(ref.b32_ms, 3), "threads": threads}
+    deploy(paths[q.deploy], args.models / ONNX_NAME, meta, q.deploy, report[q.deploy]["f1_macro"])
+    write_json(args.metrics / DETAILS_DIR / "quantize.json", report)
+    write_json(args.metrics / "quantize.json", quantize_headline(report))
+    clips = TestClips(args.splits, test, test_waves, y_true)
+    write_card(args.models / "model-card.md", meta, cfg, report, paths[q.deploy], clips, threads)
     lines = [
         f"{v:>13}: {report[v]['size_mb']:.3f} MB, F1 {report[v]['f1_macro']:.4f}, "
         f"b1 {report[v]['latency_ms_b1']:.2f} ms, b32 {report[v]['latency_ms_b32']:.1f} ms "
@@ -194,6 +249,6 @@ def main(argv: list[str] | None = None) -> None:
     ]
     say(
         "quantize",
-        f"deployed {q.deploy} → {deployed}; {len(test)} test clips ({n_listed - len(test)} undecodable skipped); "
-        f"torch eager b1 {torch_b1:.2f} ms\n" + "\n".join(lines),
+        f"deployed {q.deploy} → {args.models / ONNX_NAME}; {len(test)} test clips ({n_listed - len(test)} undecodable "
+        f"skipped); torch eager b1 {ref.b1_ms:.2f} ms\n" + "\n".join(lines),
     )
