@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro test lint format bench clean-outputs
+.PHONY: setup repro test lint format bench exp plots plots-check clean-outputs
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,19 @@ format: setup
 
 bench: setup
 	source $(BIN)/activate && for b in bench/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+
+# `dvc exp show` narrowed to what tells experiments apart: the params that differ, test accuracy
+# and macro-F1 (always), the deployed model's F1 and size and the best epoch (where they differ);
+# no source-file hashes, no latency noise. Fits 120 columns for a sweep of one or two params.
+# DVC matches these regexes from the start of each column name. `dvc exp show` prints everything.
+EXP_DROP := Created|.*/|.*(precision|recall|top3|iou|latency|speedup)|best\.val|epochs_run|step$$|test\.n$$|n_folds|(mean|std)\.|deployed\.variant
+EXP_KEEP := Experiment$$|test\.(accuracy|f1_macro)$$
+exp: setup
+	source $(BIN)/activate && dvc exp show --no-pager --only-changed --drop '$(EXP_DROP)' --keep '$(EXP_KEEP)'
+
+# dvc_plots/index.html, drawn offline (viz/page.html); plots-check renders it in headless Chromium
+plots: setup
+	source $(BIN)/activate && dvc plots show
+
+plots-check: plots
+	source $(BIN)/activate && python tools/check_plots.py

@@ -42,6 +42,13 @@ def _resolve(argv: list[str]) -> tuple[Callable[[list[str]], object], list[str]]
         sys.exit(0)
     command, rest = argv[0], argv[1:]
     if command == "stage":
+        if rest and rest[0] in ("-h", "--help"):
+            print(
+                f"usage: audioclf stage {{{','.join(STAGES)}}} [--params params.yaml] [paths...]\n\n"
+                "Runs one pipeline stage (what dvc.yaml calls; `dvc repro` runs them in order).\n"
+                "`audioclf stage NAME --help` lists the options of one stage."
+            )
+            sys.exit(0)
         if not rest or rest[0] not in STAGES:
             raise AudioclfError(f"audioclf stage: name one of {', '.join(STAGES)}")
         module = importlib.import_module(f"audioclf.stages.{rest[0]}")

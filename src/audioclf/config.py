@@ -129,14 +129,14 @@ class DataConfig:
 @dataclass(frozen=True)
 class SplitConfig:
     strategy: Literal["folds", "stratified", "group"] = "folds"
-    test_fold: int = 5
-    val_fold: int = 4
+    test_fold: int | Literal["auto"] = "auto"  # auto: the corpus preset's test fold (synthetic: 5)
+    val_fold: int | Literal["auto"] = "auto"  # auto: its validation fold (synthetic: 4)
     val_frac: float = 0.2
     test_frac: float = 0.2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.strategy == "folds" and self.test_fold == self.val_fold:
+        if self.strategy == "folds" and self.test_fold == self.val_fold != "auto":
             fail("split.val_fold", f"must differ from split.test_fold ({self.test_fold})")
         for key in ("val_frac", "test_frac"):
             if not 0.0 < getattr(self, key) < 1.0:
@@ -494,10 +494,10 @@ STAGE_PARAMS: dict[str, list[str]] = {
         "data.max_metadata_mb",
         "data.on_bad_row",
     ],
-    "split": [f"split.{f.name}" for f in dataclasses.fields(SplitConfig)],
+    "split": ["data.dataset"] + [f"split.{f.name}" for f in dataclasses.fields(SplitConfig)],  # dataset: auto folds
     "features": ["data.dataset", "data.sample_rate", "data.duration_s"]
     + [f"features.{f.name}" for f in dataclasses.fields(FeaturesConfig)],
     "train": [f"train.{f.name}" for f in dataclasses.fields(TrainConfig)],
     "evaluate": [f"evaluate.{f.name}" for f in dataclasses.fields(EvaluateConfig)],
-    "quantize": [f"quantize.{f.name}" for f in dataclasses.fields(QuantizeConfig)],
+    "quantize": ["data.dataset"] + [f"quantize.{f.name}" for f in dataclasses.fields(QuantizeConfig)],  # model card
 }

@@ -120,10 +120,15 @@ def quantize_fp16_weights(src: Path, dst: Path) -> None:
 
 
 def quantize_int8_dynamic(src: Path, dst: Path) -> None:
+    """Int8 weights, activations quantized at run time; after `quant_pre_process` like the static
+    variant (without it onnxruntime warns and may quantize fewer nodes)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with atomic_path(dst) as tmp:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "Gemm"])
+    with atomic_path(dst.with_suffix(".pre.onnx")) as pre, atomic_path(dst) as tmp:
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "Gemm"])
+    dst.with_suffix(".pre.onnx").unlink(missing_ok=True)
 
 
 class _Calibration:

@@ -13,9 +13,32 @@ from audioclf.errors import AudioclfError
 SPLITS = ("train", "val", "test")
 
 
-def split_by_folds(meta: pd.DataFrame, test_fold: int, val_fold: int) -> dict[str, pd.DataFrame]:
+def resolve_folds(
+    test_fold: int | str, val_fold: int | str, available: list[int], preset: tuple[int | None, int | None]
+) -> tuple[int, int]:
+    """`auto` → the corpus preset's fold (`preset` = its test, val folds); where the preset names
+    none or it is not selected (your CSV's folds, a `data.folds` subset): the last selected fold for
+    test and the last one before it for validation."""
+    if not available and "auto" in (test_fold, val_fold):
+        raise AudioclfError(
+            "params: `split.test_fold` is auto, but the selected rows have no folds; "
+            "use split.strategy: stratified or group"
+        )
+    test = test_fold if test_fold != "auto" else (preset[0] if preset[0] in available else available[-1])
+    val = val_fold if val_fold != "auto" else (preset[1] if preset[1] in available and preset[1] != test else None)
+    if val is None:  # the preset's val fold is not selected: the last fold before the test fold
+        val = next((f for f in reversed(available) if f < test), available[-1])
+    if test == val:
+        raise AudioclfError(f"params: `split.val_fold` resolves to {val}, the test fold too; set it explicitly")
+    return int(test), int(val)
+
+
+def split_by_folds(
+    meta: pd.DataFrame, test_fold: int | str, val_fold: int | str, preset: tuple[int | None, int | None] = (None, None)
+) -> dict[str, pd.DataFrame]:
     folds = pd.to_numeric(meta["fold"], errors="coerce")
     available = sorted(int(f) for f in folds.dropna().unique())
+    test_fold, val_fold = resolve_folds(test_fold, val_fold, available, preset)
     for key, fold in (("split.test_fold", test_fold), ("split.val_fold", val_fold)):
         if fold not in available:
             raise AudioclfError(
@@ -65,9 +88,12 @@ def split_grouped(meta: pd.DataFrame, val_frac: float, test_frac: float, seed: i
     return {"train": train, "val": val, "test": test}
 
 
-def make_splits(meta: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame]:
+def make_splits(
+    meta: pd.DataFrame, cfg: SplitConfig, preset: tuple[int | None, int | None] = (None, None)
+) -> dict[str, pd.DataFrame]:
+    """`preset`: the corpus's (test, val) folds that `auto` stands for (sources' Preset)."""
     if cfg.strategy == "folds":
-        parts = split_by_folds(meta, cfg.test_fold, cfg.val_fold)
+        parts = split_by_folds(meta, cfg.test_fold, cfg.val_fold, preset)
     elif cfg.strategy == "stratified":
         parts = split_stratified(meta, cfg.val_frac, cfg.test_frac, cfg.seed)
     else:

@@ -11,6 +11,7 @@ from audioclf.audio import load_clip
 from audioclf.config import DESIGN_EVAL_KEYS, FeaturesConfig
 from audioclf.deploy import DEPLOY_FORMAT
 from audioclf.features import FeatureExtractor
+from audioclf.headline import DEPLOYED_HEADLINE, EVAL_HEADLINE
 from audioclf.metrics import macro_f1
 from audioclf.stages import split as split_stage
 from tests.helpers import write_params
@@ -65,22 +66,31 @@ def test_train_writes_model_sidecar_and_learning_curves(tiny_run):
 def test_evaluate_writes_design_metric_keys_and_plots(tiny_run):
     metrics = tiny_run / "metrics"
     head = json.loads((metrics / "eval.json").read_text())["test"]
-    assert set(head) == set(DESIGN_EVAL_KEYS)
+    assert list(head) == list(EVAL_HEADLINE)  # only the headline: one `dvc exp show` column each
+    assert head["n"] == 6 and 0 <= head["f1_macro"] <= 1
+    details = json.loads((metrics / "details" / "eval.json").read_text())["test"]
+    assert set(details) == set(DESIGN_EVAL_KEYS) and details["f1_macro"] == head["f1_macro"]
     per_class = json.loads((metrics / "per_class.json").read_text())
     assert set(per_class) == {"buzz", "clicks", "whistle"}
+    # every (actual, predicted) pair, zeros included, so each class is on both plot axes
     confusion = pd.read_csv(metrics / "plots" / "confusion.csv")
-    # the headline is the macro-F1 of the predictions the plot data lists
+    assert list(confusion.columns) == ["actual", "predicted", "count"] and len(confusion) == 9
+    assert set(confusion["predicted"]) == set(per_class) and confusion["count"].sum() == 6
+    # the headline is the macro-F1 of the predictions the plot data counts
+    clips = confusion.loc[confusion.index.repeat(confusion["count"])]
     ids = {c: i for i, c in enumerate(sorted(per_class))}
-    f1 = macro_f1(confusion["actual"].map(ids).to_numpy(), confusion["predicted"].map(ids).to_numpy(), 3)
-    assert head["n"] == 6 and head["f1_macro"] == pytest.approx(f1)
-    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 6
+    f1 = macro_f1(clips["actual"].map(ids).to_numpy(), clips["predicted"].map(ids).to_numpy(), 3)
+    assert head["f1_macro"] == pytest.approx(f1)
     assert (metrics / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(pd.read_csv(metrics / "mistakes.csv").columns)[:4] == ["path", "actual", "predicted", "probability"]
 
 
 def test_quantize_reports_variants_and_deploys_with_sidecar(tiny_run):
-    report = json.loads((tiny_run / "metrics" / "quantize.json").read_text())
-    assert report["deployed"] == "fp32"
+    headline = json.loads((tiny_run / "metrics" / "quantize.json").read_text())
+    assert list(headline) == ["deployed"] and list(headline["deployed"]) == ["variant", *DEPLOYED_HEADLINE]
+    report = json.loads((tiny_run / "metrics" / "details" / "quantize.json").read_text())
+    assert report["deployed"] == headline["deployed"]["variant"] == "fp32"
+    assert headline["deployed"]["size_mb"] == report["fp32"]["size_mb"]
     for variant in ("fp32", "int8_static"):
         row = report[variant]
         assert row["size_mb"] > 0 and row["latency_ms_b1"] > 0
@@ -102,3 +112,17 @@ def test_split_stage_error_when_download_missing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(AudioclfError, match="run the download stage first"):
         split_stage.main(["--params", str(write_params(tmp_path / "params.yaml"))])
+
+
+def test_quantize_writes_a_model_card_of_the_deployed_model(tiny_run):
+    card = (tiny_run / "models" / "model-card.md").read_text()
+    report = json.loads((tiny_run / "metrics" / "details" / "quantize.json").read_text())
+    for heading in ("## Data", "## Provenance", "## Test results", "## Quantization", "## Intended use", "## Limits"):
+        assert heading in card
+    assert "built-in synthetic" in card and "`buzz`, `clicks`, `whistle`" in card
+    assert "- test: 6 clips (fold 5)" in card and "- val: 6 clips (fold 4)" in card
+    assert "not run from a git commit" in card  # the tiny run's folder is no git checkout
+    assert f"| **fp32** (deployed) | {report['fp32']['size_mb']:.4f} |" in card
+    assert "| `train.epochs` | `3` |" in card
+    image = tiny_run / "models" / "model-card-confusion.png"
+    assert "](model-card-confusion.png)" in card and image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -40,3 +40,15 @@ def test_help_lists_stages_and_tools(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "audioclf stage {download,split,features" in out and "predict" in out
+
+
+def test_stage_help_lists_the_stages_and_each_stage_has_its_own(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as info:
+        main(["stage", "--help"])
+    assert info.value.code == 0
+    assert "audioclf stage {download,split,features,train,evaluate,quantize,cv}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["stage", "split", "--help"])
+    assert info.value.code == 0 and "--metadata" in capsys.readouterr().out

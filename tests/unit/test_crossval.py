@@ -120,15 +120,23 @@ def test_fold_and_aggregate_stages_write_reports(tmp_path):
     cv_params.write_text("cv:\n  folds: [2, 5]\n")
     common = ["--params", str(params), "--cv-params", str(cv_params), "--features", str(features)]
     common += ["--fold-dir", str(tmp_path / "cv"), "--out", str(tmp_path / "cv.json")]
+    common += ["--details", str(tmp_path / "details" / "cv.json")]
     for fold in (2, 5):
         cv.main([*common, "fold", str(fold)])
     report = json.loads((tmp_path / "cv" / "fold_5.json").read_text())
     assert (report["fold"], report["val_fold"], report["n_train"], report["n_val"]) == (5, 4, 18, 6)
     assert report["test"]["n"] == 6 and set(report["per_class"]) == set(CLASSES)
     cv.main([*common, "aggregate"])
-    summary = json.loads((tmp_path / "cv.json").read_text())
+    summary = json.loads((tmp_path / "details" / "cv.json").read_text())
     assert set(summary) == {"mean", "std", "n_folds", "folds", "per_class"}
     assert set(summary["folds"]) == {"2", "5"} and "f1_macro" in summary["std"]
+    # the metrics file (a `dvc exp show` column each) holds the headline mean ± std only
+    headline = json.loads((tmp_path / "cv.json").read_text())
+    assert set(headline) == {"mean", "std", "n_folds"} and headline["n_folds"] == 2
+    assert set(headline["mean"]) == {"accuracy", "precision_macro", "recall_macro", "f1_macro", "iou_macro"} | {
+        "top3_accuracy"
+    }
+    assert headline["mean"]["f1_macro"] == summary["mean"]["f1_macro"]
     with pytest.raises(AudioclfError, match=r"fold 3 is not in cv\.folds"):
         cv.main([*common, "fold", "3"])
 

@@ -161,12 +161,56 @@ def test_baseline_from_a_git_ref(tmp_path, capsys):
     assert "no baseline at git ref 'nope'" in capsys.readouterr().err
 
 
-def test_committed_tolerances_parse_and_cover_the_headline_metrics():
+# What the gate held before the headline/details move, as (file, key) → it must still hold each
+GATED = {
+    ("metrics/eval.json", "test.accuracy"), ("metrics/eval.json", "test.f1_macro"),
+    ("metrics/eval.json", "test.iou_macro"), ("metrics/eval.json", "test.top3_accuracy"),
+    ("metrics/eval.json", "test.n"), ("metrics/details/eval.json", "test.balanced_accuracy"),
+    ("metrics/train/metrics.json", "best.val_f1_macro"),
+    ("metrics/quantize.json", "deployed.f1_macro"), ("metrics/quantize.json", "deployed.size_mb"),
+    ("metrics/details/quantize.json", "fp32.size_mb"), ("metrics/details/quantize.json", "int8_static.f1_macro"),
+    ("metrics/details/quantize.json", "int8_static.size_mb"),
+    ("metrics/details/quantize.json", "fp32.argmax_agreement"),
+    ("metrics/details/quantize.json", "fp32.speedup_vs_torch_b1"),
+}  # fmt: skip
+
+
+def test_committed_tolerances_still_gate_what_they_gated():
     checks = parse_tolerances(yaml.safe_load((REPO / "metrics" / "tolerances.yaml").read_text()), "tolerances")
     keys = {(c.file, c.key) for c in checks if not c.rule.advisory}
-    assert ("metrics/eval.json", "test.f1_macro") in keys
-    assert ("metrics/quantize.json", "@deployed.size_mb") in keys
+    assert keys == GATED
     assert all(c.rule.advisory for c in checks if "latency" in c.key)
+
+
+def _committed_copy(root: Path) -> None:
+    """The gated files as committed at HEAD (not the workspace, which a running `dvc repro` rewrites)."""
+    for file in {f for f, _ in GATED} | {"metrics/tolerances.yaml"}:
+        shown = subprocess.run(["git", "show", f"HEAD:{file}"], cwd=REPO, capture_output=True, text=True, check=True)
+        (root / file).parent.mkdir(parents=True, exist_ok=True)
+        (root / file).write_text(shown.stdout)
+
+
+def test_committed_metrics_pass_and_a_worse_macro_f1_or_variant_fails(tmp_path, capsys):
+    """The real files: every gated key resolves in them, and a regression in a metrics file or in a
+    details file (not a `dvc exp show` column) fails the gate."""
+    base, now = tmp_path / "base", tmp_path / "now"
+    _committed_copy(base)
+    _committed_copy(now)
+    assert main(["--root", str(now), "--baseline", str(base)]) == 0
+    assert "MISSING" not in capsys.readouterr().out
+    path = now / "metrics" / "eval.json"
+    worse = json.loads(path.read_text())
+    worse["test"]["f1_macro"] -= 0.02
+    path.write_text(json.dumps(worse))
+    assert main(["--root", str(now), "--baseline", str(base)]) == 1
+    assert "FAILED, 1 regression(s): metrics/eval.json:test.f1_macro" in capsys.readouterr().out
+    _committed_copy(now)
+    path = now / "metrics" / "details" / "quantize.json"
+    details = json.loads(path.read_text())
+    details["int8_static"]["f1_macro"] -= 0.05
+    path.write_text(json.dumps(details))
+    assert main(["--root", str(now), "--baseline", str(base)]) == 1
+    assert "metrics/details/quantize.json:int8_static.f1_macro" in capsys.readouterr().out
 
 
 def test_baseline_json_from_dvc_metrics_show(tmp_path, capsys):

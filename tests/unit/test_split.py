@@ -46,3 +46,38 @@ def test_missing_test_fold_is_a_clear_error():
 def test_too_small_classes_for_stratified():
     with pytest.raises(AudioclfError, match="at least 3 per class"):
         make_splits(_meta(n_per_class=2), SplitConfig(strategy="stratified"))
+
+
+@pytest.mark.parametrize(
+    ("preset", "folds", "expected"),
+    [
+        ((5, 4), [1, 2, 3, 4, 5], (5, 4)),  # built-in set / ESC-50
+        ((3, 2), [1, 2, 3], (3, 2)),  # Speech Commands: 1 train, 2 validation, 3 test
+        ((1, 2), list(range(1, 11)), (1, 2)),  # FSDD: fold 1 = the official test takes
+        ((None, None), [2, 4, 7], (7, 4)),  # a CSV's own folds: the last for test, the one before for val
+        ((5, 4), [1, 2, 3], (3, 2)),  # data.folds picked a subset without the preset's folds
+    ],
+)
+def test_auto_folds_come_from_the_corpus_preset(preset, folds, expected):
+    from audioclf.split import resolve_folds
+
+    assert resolve_folds("auto", "auto", folds, preset) == expected
+    assert resolve_folds(folds[0], "auto", folds, preset)[0] == folds[0]  # an explicit fold wins
+
+
+def test_auto_folds_need_folds():
+    from audioclf.split import resolve_folds
+
+    with pytest.raises(AudioclfError, match=r"no folds; use split\.strategy: stratified"):
+        resolve_folds("auto", "auto", [], (5, 4))
+    with pytest.raises(AudioclfError, match="val_fold` resolves to 3"):
+        resolve_folds(3, 3, [1, 2, 3], (None, None))
+
+
+def test_speechcommands_preset_splits_with_auto_folds_and_no_other_setting():
+    from audioclf.sources import get_preset
+
+    preset = get_preset("speechcommands")
+    meta = _meta(n_per_class=9).assign(fold=lambda m: m.index % 3 + 1)
+    parts = make_splits(meta, SplitConfig(), (preset.test_fold, preset.val_fold))
+    assert set(parts["test"]["fold"]) == {3} and set(parts["val"]["fold"]) == {2} and set(parts["train"]["fold"]) == {1}

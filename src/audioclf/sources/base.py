@@ -26,8 +26,8 @@ Reject = Callable[[dict, str], None]  # (row, reason): the row's file is missing
 
 @dataclass(frozen=True)
 class Preset:
-    """What `auto` means for `data.sample_rate` / `data.duration_s` on this corpus, and the
-    corpus's class names (empty where the user's data defines them)."""
+    """What `auto` means for `data.sample_rate` / `data.duration_s` and the split folds on this
+    corpus, and the corpus's class names (empty where the user's data defines them)."""
 
     sample_rate: int
     duration_s: float
@@ -35,6 +35,9 @@ class Preset:
     # `auto` size caps: a few times the corpus's largest file; your own data may hold long recordings
     max_file_mb: float = 2048.0
     max_metadata_mb: float = 256.0
+    # what `auto` means for split.test_fold / split.val_fold; None: the last fold and the one before
+    test_fold: int | None = None
+    val_fold: int | None = None
 
 
 def safe_relpath(path: str) -> str:

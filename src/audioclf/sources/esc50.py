@@ -29,7 +29,9 @@ COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take"
 class ESC50Source(PerFileSource):
     name = "esc50"
     # clips are 5 s at 44.1 kHz (441 KB); esc50.csv is 100 KB
-    preset = Preset(sample_rate=44_100, duration_s=5.0, classes=CLASSES, max_file_mb=16, max_metadata_mb=16)
+    preset = Preset(
+        sample_rate=44_100, duration_s=5.0, classes=CLASSES, max_file_mb=16, max_metadata_mb=16, test_fold=5, val_fold=4
+    )
     default_source = "https://github.com/karolpiczak/ESC-50/raw/master/"
 
     def list_metadata(self) -> pd.DataFrame:

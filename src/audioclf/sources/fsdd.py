@@ -21,7 +21,9 @@ TAKES_PER_FOLD = 5  # takes 0-4 = the official test set = fold 1
 
 class FSDDSource(PerFileSource):
     name = "fsdd"
-    preset = Preset(sample_rate=8_000, duration_s=1.0, classes=DIGITS, max_file_mb=16, max_metadata_mb=16)
+    preset = Preset(  # fold 1 = the official test takes
+        sample_rate=8_000, duration_s=1.0, classes=DIGITS, max_file_mb=16, max_metadata_mb=16, test_fold=1, val_fold=2
+    )
     default_source = "https://github.com/Jakobovski/free-spoken-digit-dataset/raw/master/"
 
     def list_metadata(self) -> pd.DataFrame:

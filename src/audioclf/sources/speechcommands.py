@@ -29,7 +29,13 @@ FOLDS = {"train": 1, "validation": 2, "testing": 3}
 class SpeechCommandsSource(ArchiveSource):
     name = "speechcommands"
     preset = Preset(
-        sample_rate=16_000, duration_s=1.0, classes=WORDS[DEFAULT_VERSION], max_file_mb=16, max_metadata_mb=16
+        sample_rate=16_000,
+        duration_s=1.0,
+        classes=WORDS[DEFAULT_VERSION],
+        max_file_mb=16,
+        max_metadata_mb=16,
+        test_fold=3,  # the official lists
+        val_fold=2,
     )
     default_source = "https://storage.googleapis.com/download.tensorflow.org/data/"
     versions = tuple(WORDS)

@@ -13,7 +13,7 @@ from audioclf.sources.base import Preset, Source
 
 class SyntheticSource(Source):
     name = "synthetic"
-    preset = Preset(sample_rate=synthetic.SAMPLE_RATE, duration_s=synthetic.DURATION_S)
+    preset = Preset(sample_rate=synthetic.SAMPLE_RATE, duration_s=synthetic.DURATION_S, test_fold=5, val_fold=4)
 
     def list_metadata(self) -> pd.DataFrame:
         rows = synthetic.metadata_rows(self.cfg.synthetic_clips_per_class, self.cfg.synthetic_seed)

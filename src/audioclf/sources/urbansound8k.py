@@ -28,7 +28,15 @@ COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "class
 class UrbanSound8KSource(ArchiveSource):
     name = "urbansound8k"
     # clips are at most 4 s (up to 192 kHz 24-bit stereo, ~4.6 MB); the metadata CSV is 0.6 MB
-    preset = Preset(sample_rate=22_050, duration_s=4.0, classes=CLASSES, max_file_mb=32, max_metadata_mb=16)
+    preset = Preset(
+        sample_rate=22_050,
+        duration_s=4.0,
+        classes=CLASSES,
+        max_file_mb=32,
+        max_metadata_mb=16,
+        test_fold=10,
+        val_fold=9,
+    )
     default_source = "https://zenodo.org/records/1203745/files/UrbanSound8K.tar.gz?download=1"
     marker = METADATA
     capture = (METADATA,)

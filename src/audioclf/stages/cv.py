@@ -2,7 +2,8 @@
 
 `audioclf stage cv fold K`: train on the folds other than K and the one before it (the val fold),
 score fold K → metrics/cv/fold_K.json. `audioclf stage cv aggregate`: mean ± std per metric and
-per-class F1 over the folds in cv/params.yaml → metrics/cv.json.
+per-class F1 over the folds in cv/params.yaml → metrics/cv.json (the headline mean ± std) and
+metrics/details/cv.json (every metric, each fold, per class).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from audioclf.config import load_params
 from audioclf.crossval import aggregate, available_folds, fold_rows, load_cv_folds, val_fold_for
 from audioclf.errors import AudioclfError
 from audioclf.fileio import read_json, write_json
+from audioclf.headline import cv_headline
 from audioclf.metrics import classification_report, softmax
 from audioclf.runtime import configure_threads, select_device
 from audioclf.stages.common import parser, say
@@ -47,7 +49,7 @@ def run_fold(fold: int, params_path: Path, cv_params: Path, features: Path, out_
     return report
 
 
-def run_aggregate(cv_params: Path, fold_dir: Path, out: Path) -> dict:
+def run_aggregate(cv_params: Path, fold_dir: Path, out: Path, details: Path) -> dict:
     reports = {}
     for fold in load_cv_folds(cv_params):
         path = fold_dir / f"fold_{fold}.json"
@@ -55,7 +57,8 @@ def run_aggregate(cv_params: Path, fold_dir: Path, out: Path) -> dict:
             raise AudioclfError(f"{path}: not found; run the fold stages first (dvc repro cv/dvc.yaml)")
         reports[fold] = read_json(path)
     summary = aggregate(reports)
-    write_json(out, summary)
+    write_json(details, summary)
+    write_json(out, cv_headline(summary))
     return summary
 
 
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--features", type=Path, default=Path("data/features"))
     p.add_argument("--fold-dir", type=Path, default=Path("metrics/cv"))
     p.add_argument("--out", type=Path, default=Path("metrics/cv.json"))
+    p.add_argument("--details", type=Path, default=Path("metrics/details/cv.json"))
     sub = p.add_subparsers(dest="command", required=True)
     fold_p = sub.add_parser("fold", help="train and score one fold")
     fold_p.add_argument("fold", type=int)
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{test['accuracy']:.4f}, macro-F1 {test['f1_macro']:.4f} → {args.fold_dir / f'fold_{args.fold}.json'}",
         )
     else:
-        summary = run_aggregate(args.cv_params, args.fold_dir, args.out)
+        summary = run_aggregate(args.cv_params, args.fold_dir, args.out, args.details)
         mean, std = summary["mean"], summary["std"]
         say(
             "cv",

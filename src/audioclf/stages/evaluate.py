@@ -1,5 +1,6 @@
-"""evaluate: score the trained model on the test split → metrics/eval.json, per_class.json,
-confusion and per-class F1 plot data, confusion.png and the most confident mistakes."""
+"""evaluate: score the trained model on the test split → metrics/eval.json (headline),
+details/eval.json (every average), per_class.json, confusion and per-class F1 plot data,
+confusion.png and the most confident mistakes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from audioclf.cache import load_cache, read_split
 from audioclf.errors import AudioclfError
 from audioclf.fileio import remove_stale_temps, write_csv, write_json
+from audioclf.headline import DETAILS_DIR, eval_headline
 from audioclf.metrics import classification_report, confusion_matrix, softmax
 from audioclf.modelio import check_features_match, load_model
 from audioclf.report import plot_confusion
@@ -37,6 +39,20 @@ def mistakes_table(paths: list[str], y_true: np.ndarray, probs: np.ndarray, clas
     )
 
 
+def confusion_cells(matrix: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per (actual, predicted) pair of classes, zeros included: the plot draws every class
+    on both axes even when the model never predicts some (DVC's own template counts rows, so a
+    class nobody predicted would vanish from the x axis). N x N rows instead of one per clip."""
+    n = len(classes)
+    return pd.DataFrame(
+        {
+            "actual": np.repeat(classes, n),
+            "predicted": np.tile(classes, n),
+            "count": matrix.reshape(-1).astype(int),
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser("evaluate", __doc__)
     p.add_argument("--features", type=Path, default=Path("data/features"))
@@ -56,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.splits / 'test.csv'}: none of its clips is in the feature cache (all skipped as unusable? "
             f"see {args.features / 'meta.json'}); fix the data or change the split params"
         )
-    remove_stale_temps(args.metrics, args.metrics / "plots")  # what a killed run left
+    remove_stale_temps(args.metrics, args.metrics / "plots", args.metrics / DETAILS_DIR)  # what a killed run left
     device = select_device(cfg.runtime.device)
     probs = softmax(predict_logits(model.to(device), cache.x, rows, device))
     y_true = cache.labels()[rows]
@@ -64,13 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     headline, per_class = classification_report(y_true, probs, classes, cfg.evaluate.top_k)
 
     out = args.metrics
-    write_json(out / "eval.json", {"test": headline})
+    write_json(out / "eval.json", {"test": eval_headline(headline)})
+    write_json(out / DETAILS_DIR / "eval.json", {"test": headline})
     write_json(out / "per_class.json", per_class)
     pred = probs.argmax(1)
-    write_csv(
-        out / "plots" / "confusion.csv",
-        pd.DataFrame({"actual": [classes[i] for i in y_true], "predicted": [classes[i] for i in pred]}),
-    )
+    matrix = confusion_matrix(y_true, pred, len(classes))
+    write_csv(out / "plots" / "confusion.csv", confusion_cells(matrix, classes))
     write_csv(
         out / "plots" / "per_class_f1.csv",
         pd.DataFrame({"class": classes, "f1": [round(per_class[c]["f1"], 4) for c in classes]}),
@@ -78,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = cache.index["path"].to_numpy()[rows].tolist()
     write_csv(out / "mistakes.csv", mistakes_table(paths, y_true, probs, classes, cfg.evaluate.n_mistakes))
     plot_confusion(
-        confusion_matrix(y_true, pred, len(classes)),
+        matrix,
         classes,
         out / "confusion.png",
         f"test: accuracy {headline['accuracy']:.3f}, macro-F1 {headline['f1_macro']:.3f} (n={len(rows)})",

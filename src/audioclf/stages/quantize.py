@@ -1,5 +1,6 @@
 """quantize: export the raw-waveform ONNX model, check parity with PyTorch in onnxruntime, build
-the quantized variants, measure size / F1 / latency of each, and deploy the chosen one."""
+the quantized variants, measure size / F1 / latency of each, deploy the chosen one and write its
+model card (models/model-card.md)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,35 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from audioclf import export
+from audioclf import export, modelcard
 from audioclf.audio import load_clip
 from audioclf.cache import read_split
-from audioclf.config import QuantizeConfig, to_dict
+from audioclf.config import Params, QuantizeConfig, to_dict
 from audioclf.deploy import ONNX_NAME, DeploySidecar, sidecar_path
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_paths, remove_stale_temps, write_json
-from audioclf.metrics import classification_report, softmax
+from audioclf.headline import DETAILS_DIR, quantize_headline
+from audioclf.metrics import classification_report, confusion_matrix, softmax
 from audioclf.modelio import load_model
 from audioclf.runtime import configure_threads
 from audioclf.sidecar import ModelSidecar
 from audioclf.stages.common import params, parser, say
 
 PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
+CARD_CONFUSION = "model-card-confusion.png"  # next to models/model-card.md
+
+
+@dataclass(frozen=True)
+class TestClips:
+    splits: Path  # data/splits (train and val are read from it for the card)
+    frame: pd.DataFrame  # the decodable test rows
+    waves: np.ndarray
+    y_true: np.ndarray
+
+
+def split_folds(frame: pd.DataFrame) -> list[int]:
+    return sorted(int(f) for f in pd.to_numeric(frame["fold"], errors="coerce").dropna().unique())
 
 
 def load_waves(
@@ -150,6 +165,40 @@ def deploy(src: Path, deployed: Path, meta: ModelSidecar, variant: str, test_f1:
         sidecar_tmp.write_text(sidecar.to_json())
 
 
+def write_card(
+    card: Path, meta: ModelSidecar, cfg: Params, report: dict, deployed: Path, test: TestClips, threads: int
+) -> None:
+    """models/model-card.md of the deployed variant: its per-class scores and confusion on the test
+    clips, the variant table, the data, the split and the params."""
+    logits = export.run_onnx(export.session(deployed, threads), test.waves)
+    _, per_class = classification_report(test.y_true, softmax(logits), meta.classes)
+    frames = {name: read_split(test.splits, name) for name in ("train", "val")}
+    inputs = modelcard.CardInputs(
+        dataset=cfg.data.dataset,
+        classes=meta.classes,
+        split_sizes={**{n: len(f) for n, f in frames.items()}, "test": len(test.y_true)},
+        split_folds={**{n: split_folds(f) for n, f in frames.items()}, "test": split_folds(test.frame)},
+        sample_rate=meta.sample_rate,
+        duration_s=meta.duration_s,
+        architecture=meta.architecture,
+        train={  # the recipe and the architecture's params, as params.yaml spells them
+            "model": meta.architecture,
+            **{f"model_params.{meta.architecture}.{k}": v for k, v in to_dict(meta.model_params).items()},
+            **meta.train,
+        },
+        features=to_dict(meta.features),
+        best_epoch=meta.best_epoch,
+        best_val_f1=meta.best_val_f1_macro,
+        quantize=to_dict(cfg.quantize),
+        per_class=per_class,
+        variants={v: report[v] for v in cfg.quantize.variants},
+        deployed=cfg.quantize.deploy,
+        commit=modelcard.git_provenance(Path.cwd()),
+        confusion_png=CARD_CONFUSION,
+    )
+    modelcard.write(card, inputs, confusion_matrix(test.y_true, logits.argmax(1), len(meta.classes)))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser("quantize", __doc__)
     p.add_argument("--raw", type=Path, default=Path("data/raw"))
@@ -179,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ref = torch_reference(full, test_waves, q)
     (args.models / "variants").mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(args.models, args.models / "variants", args.metrics)  # what a killed run left
+    remove_stale_temps(args.models, args.models / "variants", args.metrics, args.metrics / DETAILS_DIR)
     paths = build_variants(full, meta.n_samples, calib_waves, q, args.models / "variants")
     report: dict[str, object] = {
         v: measure(paths[v], test_waves, y_true, meta.classes, ref, q, threads) for v in q.variants
@@ -188,7 +237,10 @@ def main(argv: list[str] | None = None) -> None:
     report["deployed"] = q.deploy
     report["torch_latency_ms"] = {"b1": round(ref.b1_ms, 3), "b32": round(ref.b32_ms, 3), "threads": threads}
     deploy(paths[q.deploy], args.models / ONNX_NAME, meta, q.deploy, report[q.deploy]["f1_macro"])
-    write_json(args.metrics / "quantize.json", report)
+    write_json(args.metrics / DETAILS_DIR / "quantize.json", report)
+    write_json(args.metrics / "quantize.json", quantize_headline(report))
+    clips = TestClips(args.splits, test, test_waves, y_true)
+    write_card(args.models / "model-card.md", meta, cfg, report, paths[q.deploy], clips, threads)
     lines = [
         f"{v:>13}: {report[v]['size_mb']:.3f} MB, F1 {report[v]['f1_macro']:.4f}, "
         f"b1 {report[v]['latency_ms_b1']:.2f} ms, b32 {report[v]['latency_ms_b32']:.1f} ms "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from audioclf.fileio import atomic_paths, remove_stale_temps
+from audioclf.sources import get_preset
 from audioclf.split import class_balance, make_splits
 from audioclf.stages.common import params, parser, read_metadata, say
 
@@ -17,7 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = params(args)
     meta = read_metadata(args.metadata)
     remove_stale_temps(args.out)
-    parts = make_splits(meta, cfg.split)
+    preset = get_preset(cfg.data.dataset)  # what split.test_fold / val_fold `auto` mean
+    parts = make_splits(meta, cfg.split, (preset.test_fold, preset.val_fold))
     # the three files are replaced together: a rerun with other params never pairs old and new splits
     with atomic_paths(*(args.out / f"{name}.csv" for name in parts)) as temps:
         for tmp, frame in zip(temps, parts.values(), strict=True):
