@@ -21,7 +21,7 @@ from torch import nn
 
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_path
-from audioclf.predict import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY, ort_session
+from audioclf.inference import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY, ort_session
 
 INPUT_NAME = "waveform"
 OUTPUT_NAME = "logits"

@@ -15,9 +15,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from audioclf.fileio import sha256_file
+from audioclf.inference import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY
 from audioclf.modelio import save_model
 from audioclf.models import build_model
-from audioclf.predict import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY
 from tests.robustness.bad_inputs import AUDIO_CASES, UNUSABLE, build_audio, cli, leftovers, one_line_error
 from tests.stages.test_train_resume import write_tiny_project
 

@@ -72,6 +72,7 @@ def export_tiny_model(out_dir: Path, variant: str = "fp32") -> tuple[Path, expor
     full = tiny_classifier()
     path = out_dir / "model.onnx"
     export.export_onnx(full, N_SAMPLES, path, OPSET)
+    export.deploy_copy(path, path, CLASSES, SAMPLE_RATE, N_SAMPLES)  # the graph metadata predict requires
     sidecar = export.deployment_sidecar(CLASSES, SAMPLE_RATE, DURATION_S, N_SAMPLES, variant)
     (out_dir / "model.onnx.json").write_text(json.dumps(sidecar, indent=2))
     return path, full
