@@ -1,20 +1,12 @@
-"""audioclf: sound clips in, a trained, evaluated, quantized audio classifier out.
+"""audioclf: clips in, a classifier out. API: `from audioclf import load_model`."""
 
-The inference API (torch-free): `from audioclf import load_model` — see `audioclf.inference`.
-"""
-
-from __future__ import annotations
-
-from typing import Any
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["Event", "Labeling", "Model", "Prediction", "WindowResult", "load_model"]
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: `import audioclf` (every stage does) must not pull in soundfile/scipy/onnxruntime
+def __getattr__(name):  # lazy
     if name in __all__:
-        from audioclf import inference
-
-        return getattr(inference, name)
-    raise AttributeError(f"module 'audioclf' has no attribute {name!r}")
+        return getattr(importlib.import_module("audioclf.inference"), name)
+    raise AttributeError(name)

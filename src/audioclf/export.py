@@ -267,6 +267,23 @@ def quantize_int8_static(src: Path, dst: Path, calibration: np.ndarray) -> None:
     dst.with_suffix(".pre.onnx").unlink(missing_ok=True)
 
 
+def interleaved_latency_ms(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 5) -> dict[str, float]:
+    """Median milliseconds per call of each function, timed in interleaved rounds (each round
+    calls every function once, in a rotated order), so a load spike or a CPU frequency change
+    hits all of them alike and their ratios stay stable on a shared machine."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def median_latency_ms(fn: Callable[[], object], runs: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()

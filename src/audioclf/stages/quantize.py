@@ -1,5 +1,7 @@
 """quantize: export the raw-waveform ONNX model, check parity with PyTorch in onnxruntime, build
-the quantized variants, measure size / F1 / latency of each, and deploy the chosen one."""
+the quantized variants, measure size / F1 / latency of each (interleaved with PyTorch eager, so
+the speed ratios hold on a busy machine), and deploy the chosen one with the temperature the
+evaluate stage fitted in its sidecar."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from audioclf import export
 from audioclf.audio import load_clip
 from audioclf.cache import read_split
 from audioclf.config import FeaturesConfig
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_paths, remove_stale_temps, write_json
 from audioclf.metrics import classification_report, softmax
@@ -24,6 +26,37 @@ from audioclf.stages.common import params, parser, say
 from audioclf.training import configure_threads
 
 PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
+WARMUP = 10  # calls of each candidate before timing: first calls allocate and pick kernels
+
+
+def read_calibration(path: Path) -> dict:
+    """The evaluate stage's temperature (metrics/calibration.json)."""
+    try:
+        calib = json.loads(path.read_text())
+        temperature = float(calib["temperature"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AudioclfError(f"{path}: no readable temperature ({brief(exc)}); run the evaluate stage first") from exc
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise AudioclfError(f"{path}: temperature {temperature} is not > 0; rerun the evaluate stage")
+    return calib
+
+
+def measure_latency(
+    full: torch.nn.Module, sessions: dict[str, object], b1: np.ndarray, b32: np.ndarray, runs: int
+) -> dict[str, dict[str, float]]:
+    """{"b1": {name: ms}, "b32": {...}} for "torch" (eager, inference mode) and every variant,
+    timed in interleaved rounds on the same clips with the same threads."""
+    out = {}
+    for key, batch, rounds in (("b1", b1, runs), ("b32", b32, max(3, runs // 4))):
+        wave = torch.from_numpy(batch)
+
+        def eager(w: torch.Tensor = wave) -> object:
+            with torch.inference_mode():
+                return full(w)
+
+        fns = {"torch": eager} | {v: (lambda s=s, b=batch: export.run_onnx(s, b)) for v, s in sessions.items()}
+        out[key] = export.interleaved_latency_ms(fns, rounds, WARMUP)
+    return out
 
 
 def load_waves(
@@ -50,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", type=Path, default=Path("models"))
     p.add_argument("--metrics", type=Path, default=Path("metrics"))
     args = p.parse_args(argv)
+    calib = read_calibration(args.metrics / "calibration.json")
     cfg = params(args)
     q = cfg.quantize
     threads = configure_threads(cfg.runtime.threads)
@@ -85,9 +119,6 @@ def main(argv: list[str] | None = None) -> None:
         )
     torch_logits = torch_logits.numpy()
     b1, b32 = test_waves[:1], np.resize(test_waves, (32, n_samples))
-    with torch.no_grad():
-        torch_b1 = export.median_latency_ms(lambda: full(torch.from_numpy(b1)), q.latency_runs)
-        torch_b32 = export.median_latency_ms(lambda: full(torch.from_numpy(b32)), max(3, q.latency_runs // 4))
 
     variants_dir = args.models / "variants"
     variants_dir.mkdir(parents=True, exist_ok=True)
@@ -102,14 +133,17 @@ def main(argv: list[str] | None = None) -> None:
         "int8_static": lambda: export.quantize_int8_static(paths["fp32"], paths["int8_static"], calib_waves),
     }
     report: dict[str, object] = {}
+    sessions = {}
     for variant in q.variants:
         if variant != "fp32":
             builders[variant]()
-        sess = export.session(paths[variant], threads)
+        sessions[variant] = export.session(paths[variant], threads)
+    latency = measure_latency(full, sessions, b1, b32, q.latency_runs)
+    torch_b1, torch_b32 = latency["b1"]["torch"], latency["b32"]["torch"]
+    for variant, sess in sessions.items():
         logits = export.run_onnx(sess, test_waves)
         headline, _ = classification_report(y_true, softmax(logits), classes)
-        lat_b1 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b1), q.latency_runs)
-        lat_b32 = export.median_latency_ms(lambda s=sess: export.run_onnx(s, b32), max(3, q.latency_runs // 4))
+        lat_b1, lat_b32 = latency["b1"][variant], latency["b32"][variant]
         report[variant] = {
             "size_mb": round(paths[variant].stat().st_size / 1e6, 4),
             "accuracy": headline["accuracy"],
@@ -118,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             "latency_ms_b32": round(lat_b32, 3),
             "speedup_vs_torch_b1": round(torch_b1 / lat_b1, 3),
             "speedup_vs_torch_b32": round(torch_b32 / lat_b32, 3),
+            "speedup_vs_fp32_b1": round(latency["b1"]["fp32"] / lat_b1, 3),
             "argmax_agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
             "max_abs_diff": float(np.max(np.abs(logits - torch_logits))),
         }
@@ -136,7 +171,12 @@ def main(argv: list[str] | None = None) -> None:
             f"(> quantize.f1_tolerance {q.f1_tolerance}); deploy another variant or raise the tolerance"
         )
     report["deployed"] = q.deploy
-    report["torch_latency_ms"] = {"b1": round(torch_b1, 3), "b32": round(torch_b32, 3), "threads": threads}
+    report["torch_latency_ms"] = {
+        "b1": round(torch_b1, 3),
+        "b32": round(torch_b32, 3),
+        "threads": threads,
+        "rounds_b1": q.latency_runs,
+    }
 
     deployed = args.models / "model.onnx"
     sidecar = export.deployment_sidecar(
@@ -148,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         architecture=meta["architecture"],
         feature_params=meta["feature_params"],
         test_f1_macro=report[q.deploy]["f1_macro"],
+        temperature=calib["temperature"],
+        calibration={"fitted_on": "val", **{k: v for k, v in calib.items() if k != "temperature"}},
     )
     # model and sidecar are replaced together: predict never pairs a new graph with an old sidecar
     with atomic_paths(deployed, args.models / "model.onnx.json") as (onnx_tmp, sidecar_tmp):
