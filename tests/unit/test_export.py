@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile as sf
 import torch
@@ -105,9 +106,21 @@ def test_onnx_logits_match_pytorch(exported):
     assert np.max(np.abs(onnx_logits - torch_logits)) < 1e-4
 
 
-@pytest.mark.parametrize("kind", ["logmel", "mfcc", "spectrogram", "stft_complex"])
-def test_onnx_feature_subgraph_matches_pytorch(tmp_path, kind):
-    cfg = FeaturesConfig(**{**FEATURES.__dict__, "kind": kind})
+@pytest.mark.parametrize(
+    ("kind", "power"),
+    [
+        ("logmel", 2.0),
+        ("logmel", 1.0),
+        ("mfcc", 2.0),
+        ("spectrogram", 2.0),
+        ("spectrogram", 1.0),
+        ("stft_complex", 2.0),
+    ],
+)
+def test_onnx_feature_subgraph_matches_pytorch(tmp_path, kind, power):
+    """The exported front-end (a DFT Conv1d and a mel MatMul for every kind but mfcc) computes
+    the pipeline's features."""
+    cfg = FeaturesConfig(**{**FEATURES.__dict__, "kind": kind, "power": power})
     extractor = FeatureExtractor(cfg, SAMPLE_RATE).eval()
     path = tmp_path / f"{kind}.onnx"
     export.export_onnx(extractor, N_SAMPLES, path, OPSET, output_name="features")
@@ -117,8 +130,10 @@ def test_onnx_feature_subgraph_matches_pytorch(tmp_path, kind):
     with torch.no_grad():
         want = extractor(torch.from_numpy(waves)).numpy()
     assert got.shape == want.shape
-    atol = 1e-4 * np.abs(want).max() if kind == "stft_complex" else DB_ATOL
+    atol = 1e-4 * np.abs(want).max() if kind in ("stft_complex", "spectrogram") else DB_ATOL
     np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ("STFT" in ops) == (kind == "mfcc")  # torchaudio's graph only where no faster one exists
 
 
 def test_onnx_features_match_the_pipeline_cache(tmp_path):
