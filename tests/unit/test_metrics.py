@@ -29,7 +29,7 @@ def test_confusion_rows_are_true_classes():
 
 
 def test_temperature_scaling_recovers_an_overconfidence_factor_and_lowers_ece():
-    from audioclf.metrics import expected_calibration_error, fit_temperature, nll
+    from audioclf.calibration import expected_calibration_error, fit_temperature, nll
 
     rng = np.random.default_rng(0)
     n, k = 4000, 5

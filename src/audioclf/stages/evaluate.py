@@ -11,17 +11,10 @@ import numpy as np
 import pandas as pd
 
 from audioclf.cache import load_cache, read_split
+from audioclf.calibration import ECE_BINS, expected_calibration_error, fit_temperature, nll
 from audioclf.errors import AudioclfError
 from audioclf.fileio import remove_stale_temps, write_csv, write_json
-from audioclf.metrics import (
-    ECE_BINS,
-    classification_report,
-    confusion_matrix,
-    expected_calibration_error,
-    fit_temperature,
-    nll,
-    softmax,
-)
+from audioclf.metrics import classification_report, confusion_matrix, softmax
 from audioclf.modelio import check_features_match, load_model
 from audioclf.report import plot_confusion
 from audioclf.stages.common import params, parser, say
