@@ -15,7 +15,8 @@ from pathlib import Path
 
 from audioclf.cache import load_cache, read_split
 from audioclf.config import load_params
-from audioclf.training import configure_threads, select_device, train_model
+from audioclf.runtime import configure_threads, select_device
+from audioclf.training import train_model
 
 
 def main() -> None:

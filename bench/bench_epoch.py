@@ -24,8 +24,9 @@ from audioclf.audio import load_clip
 from audioclf.cache import load_cache, read_split
 from audioclf.config import FeaturesConfig, TrainConfig, load_params
 from audioclf.features import FeatureExtractor
-from audioclf.models import Classifier, build_model
-from audioclf.training import configure_threads, fit_normalization, load_batch
+from audioclf.network import Classifier, build_model
+from audioclf.runtime import configure_threads
+from audioclf.training import fit_normalization, load_batch
 
 
 class DecodeEachItem(Dataset):
@@ -47,7 +48,7 @@ def fresh_model(cfg: TrainConfig, in_channels: int, n_classes: int, mean: np.nda
     torch.manual_seed(cfg.seed)
     return build_model(
         cfg.model, in_channels, n_classes, torch.from_numpy(mean), torch.from_numpy(std),
-        channels=cfg.channels, dropout=cfg.dropout,
+        cfg.arch_params,
     )  # fmt: skip
 
 

@@ -38,9 +38,11 @@ import torch
 from audioclf import export, load_model
 from audioclf.audio import load_clip
 from audioclf.config import FeaturesConfig
+from audioclf.deploy import DeploySidecar, sidecar_path
 from audioclf.features import FeatureExtractor
-from audioclf.models import build_model
-from audioclf.training import available_cores
+from audioclf.models.convnet import ConvNetParams
+from audioclf.network import build_model
+from audioclf.runtime import available_cores
 
 SAMPLE_RATE = 16000
 CHANNELS = [16, 32, 64, 128]  # params.yaml's default convnet
@@ -64,7 +66,7 @@ def build(seconds: float, n_classes: int, tmp: Path, calib: np.ndarray) -> tuple
     with torch.no_grad():
         feats = extractor(torch.from_numpy(calib[:16]))
     mean, std = feats.mean(dim=(0, 3)), feats.std(dim=(0, 3)) + 1e-3
-    net = build_model("convnet", 1, n_classes, mean, std, channels=CHANNELS, dropout=0.2)
+    net = build_model("convnet", 1, n_classes, mean, std, ConvNetParams(CHANNELS, 0.2))
     full = export.WaveformClassifier(extractor, net).eval()
     paths = {v: tmp / f"{seconds:g}s_{v}.onnx" for v in ("fp32", "fp16", "int8_static", "int8_dynamic", "stft_op")}
     export.export_onnx(full, n_samples, paths["fp32"], 18)
@@ -118,8 +120,8 @@ def deploy(paths_fp32: Path, seconds: float, n_classes: int, out: Path) -> Path:
     classes = [f"c{i}" for i in range(n_classes)]
     n = int(seconds * SAMPLE_RATE)
     export.deploy_copy(paths_fp32, model, classes, SAMPLE_RATE, n)
-    side = export.deployment_sidecar(classes, SAMPLE_RATE, seconds, n, "fp32")
-    model.with_name(model.name + ".json").write_text(json.dumps(side))
+    side = DeploySidecar(classes, SAMPLE_RATE, n, seconds, variant="fp32")
+    sidecar_path(model).write_text(side.to_json())
     return model
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from audioclf.cache import load_cache, read_split
 from audioclf.config import AugmentConfig, TrainConfig, load_params
 from audioclf.metrics import macro_f1
-from audioclf.training import configure_threads, predict_logits, select_device, train_model
+from audioclf.runtime import configure_threads, select_device
+from audioclf.training import predict_logits, train_model
 
 NO_AUGMENT = AugmentConfig(time_shift=0.0, freq_masks=0, time_masks=0, mask_frac=0.0, mixup_alpha=0.0)
 

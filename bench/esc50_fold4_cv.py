@@ -25,7 +25,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from audioclf.config import AugmentConfig, FeaturesConfig, TrainConfig
 from audioclf.features import FeatureExtractor, build_cache
 from audioclf.metrics import macro_f1
-from audioclf.training import configure_threads, predict_logits, select_device, train_model
+from audioclf.runtime import configure_threads, select_device
+from audioclf.training import predict_logits, train_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "esc50-fold4"
 SAMPLE_RATE, DURATION_S = 22050, 5.0  # half of ESC-50's 44.1 kHz: the usual choice, 4x cheaper features

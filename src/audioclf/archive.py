@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.fetch import InvalidContent
 from audioclf.fileio import atomic_path, write_json
 
@@ -75,9 +75,7 @@ def scan_tar(path: Path, capture: tuple[str, ...] = ()) -> ArchiveIndex:
                     fh = tar.extractfile(member)
                     texts[name] = fh.read().decode("utf-8-sig", errors="replace") if fh else ""
     except _READ_ERRORS as exc:
-        raise AudioclfError(
-            f"{path}: not a readable tar archive ({' '.join(str(exc).split())[:120]}); delete it to download again"
-        ) from None
+        raise AudioclfError(f"{path}: not a readable tar archive ({brief(exc)}); delete it to download again") from None
     if not members:
         raise AudioclfError(f"{path}: the archive holds no files; delete it to download again")
     return ArchiveIndex(members=members, texts=texts)
@@ -138,9 +136,7 @@ def extract_members(
                     continue
                 done(name, dest)
     except _READ_ERRORS as exc:
-        raise AudioclfError(
-            f"{path}: reading the archive failed ({' '.join(str(exc).split())[:120]}); delete it to download again"
-        ) from None
+        raise AudioclfError(f"{path}: reading the archive failed ({brief(exc)}); delete it to download again") from None
     if remaining:
         first = next(iter(remaining))
         raise AudioclfError(

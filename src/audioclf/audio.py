@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.fileio import atomic_path
 
 # Every suffix the project treats as audio: folder corpora, stale-file pruning and `predict` folders.
@@ -49,6 +49,11 @@ def describe_content(path: Path) -> str:
     return f"the body starts with {head[:12]!r}"
 
 
+def libsndfile_reason(exc: BaseException, path: Path) -> str:
+    """libsndfile's complaint, with the (long, already quoted) path replaced by "the file"."""
+    return brief(str(exc).replace(f"'{path}'", "the file").replace(str(path), "the file"), 160)
+
+
 def read_audio(path: str | Path, max_frames: int | Callable[[int], int] | None = None) -> tuple[np.ndarray, int]:
     """Decode any format libsndfile reads (by content, whatever the suffix says). Returns float32
     (frames, channels) and the rate; at most `max_frames` frames when given (a function of the
@@ -76,9 +81,9 @@ def read_audio(path: str | Path, max_frames: int | Callable[[int], int] | None =
             frames = -1 if not isinstance(limit, int) else max(1, limit)
             data = audio.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        reason = " ".join(str(exc).split()).replace(f"'{path}'", "the file")[:160]
         raise AudioclfError(
-            f"{path}: cannot decode audio ({describe_content(path)}; libsndfile: {reason}); remove or replace the file"
+            f"{path}: cannot decode audio ({describe_content(path)}; libsndfile: {libsndfile_reason(exc, path)}); "
+            "remove or replace the file"
         ) from None
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioclfError(

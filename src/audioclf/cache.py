@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.fileio import read_json, read_metadata_csv, sha256_file
 
 
@@ -58,15 +58,14 @@ def load_cache(features_dir: Path) -> FeatureCache:
         x = np.load(paths[0], mmap_mode="r")
     except (ValueError, OSError) as exc:
         raise AudioclfError(
-            f"{paths[0]}: unreadable feature cache ({exc}); rebuild it (dvc repro -f features)"
+            f"{paths[0]}: unreadable feature cache ({brief(exc)}); rebuild it (dvc repro -f features)"
         ) from exc
     try:
         index = read_metadata_csv(paths[1])
         meta = read_json(paths[2])
     except (ValueError, OSError) as exc:  # a damaged CSV or JSON (JSONDecodeError, ParserError, ...)
-        first = " ".join(str(exc).split())[:120]
         raise AudioclfError(
-            f"{features_dir}: unreadable index.csv or meta.json ({first}); rebuild it (dvc repro -f features)"
+            f"{features_dir}: unreadable index.csv or meta.json ({brief(exc)}); rebuild it (dvc repro -f features)"
         ) from exc
     if not isinstance(meta, dict) or not {"shape", "classes"} <= set(meta) or "path" not in index.columns:
         raise AudioclfError(f"{features_dir}: index.csv or meta.json is incomplete; rebuild it (dvc repro -f features)")
@@ -89,8 +88,7 @@ def read_split(splits_dir: Path, name: str) -> pd.DataFrame:
     try:
         frame = read_metadata_csv(path)
     except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
-        first = " ".join(str(exc).split())[:120]
-        raise AudioclfError(f"{path}: unreadable ({first}); rerun the split stage (dvc repro -f split)") from exc
+        raise AudioclfError(f"{path}: unreadable ({brief(exc)}); rerun the split stage (dvc repro -f split)") from exc
     if not {"path", "label"} <= set(frame.columns):
         raise AudioclfError(f"{path}: lacks the path/label columns; rerun the split stage (dvc repro -f split)")
     return frame

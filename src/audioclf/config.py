@@ -7,6 +7,7 @@ One frozen dataclass per params block. The loader rejects unknown keys and wrong
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import types
 import typing
@@ -16,11 +17,15 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 
-DATASETS = ("synthetic", "esc50", "urbansound8k", "speechcommands", "fsdd", "folder", "csv")
-FEATURE_KINDS = ("logmel", "mfcc", "stft_complex", "spectrogram")
-MODELS = ("convnet", "resnet18", "resnet34")
+# The corpora (one class each in `sources/`; a test ties this to that registry) and the feature
+# kinds (one entry each in `features.FEATURE_KINDS`; tested likewise). The models are not listed
+# here: `audioclf.models` is their registry, read by `TrainConfig` without importing torch.
+DatasetName = Literal["synthetic", "esc50", "urbansound8k", "speechcommands", "fsdd", "folder", "csv"]
+FeatureKind = Literal["logmel", "mfcc", "stft_complex", "spectrogram"]
+DATASETS: tuple[str, ...] = typing.get_args(DatasetName)
+FEATURE_KINDS: tuple[str, ...] = typing.get_args(FeatureKind)
 VARIANTS = ("fp32", "fp16", "int8_dynamic", "int8_static")
 # metrics/eval.json {"test": {...}} keys (DESIGN.md); top3 follows evaluate.top_k's default
 DESIGN_EVAL_KEYS = (
@@ -29,13 +34,22 @@ DESIGN_EVAL_KEYS = (
 )  # fmt: skip
 
 
-def _fail(key: str, msg: str) -> typing.NoReturn:
-    raise AudioclfError(f"params: `{key}` {msg}")
+class ParamError(AudioclfError):
+    """A bad params value: `key` and what is wrong. A nested block (a model's params) raises it
+    with its own field name; the loader re-raises it with the full dotted key."""
+
+    def __init__(self, key: str, msg: str) -> None:
+        super().__init__(f"params: `{key}` {msg}")
+        self.key, self.msg = key, msg
+
+
+def fail(key: str, msg: str) -> typing.NoReturn:
+    raise ParamError(key, msg)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["synthetic", "esc50", "urbansound8k", "speechcommands", "fsdd", "folder", "csv"] = "synthetic"
+    dataset: DatasetName = "synthetic"
     source: str | None = None  # URL or path overriding the corpus's default location
     version: str | None = None
     classes: list[str | int] | None = None  # None = every class of the corpus; ints become strings
@@ -62,27 +76,27 @@ class DataConfig:
             try:
                 re.compile(self.group_regex)
             except re.error as exc:
-                _fail("data.group_regex", f"is not a valid regular expression ({exc}); fix it or set null")
+                fail("data.group_regex", f"is not a valid regular expression ({exc}); fix it or set null")
         for key in ("csv_path_column", "csv_label_column", "csv_fold_column", "csv_group_column"):
             value = getattr(self, key)
             if value is not None and not value.strip():
-                _fail(f"data.{key}", "must be a column name, not empty")
+                fail(f"data.{key}", "must be a column name, not empty")
         if not 0 < self.timeout_s <= 3600:
-            _fail("data.timeout_s", f"must be in (0, 3600] seconds, got {self.timeout_s}")
+            fail("data.timeout_s", f"must be in (0, 3600] seconds, got {self.timeout_s}")
         if not 0 <= self.retries <= 20:
-            _fail("data.retries", f"must be in 0..20, got {self.retries}")
+            fail("data.retries", f"must be in 0..20, got {self.retries}")
         for key in ("max_per_class", "max_total"):
             value = getattr(self, key)
             if value is not None and value < 1:
-                _fail(f"data.{key}", f"must be >= 1 or null, got {value}")
+                fail(f"data.{key}", f"must be >= 1 or null, got {value}")
         if isinstance(self.sample_rate, int) and not 1000 <= self.sample_rate <= 192_000:
-            _fail("data.sample_rate", f"must be in 1000..192000 Hz or auto, got {self.sample_rate}")
+            fail("data.sample_rate", f"must be in 1000..192000 Hz or auto, got {self.sample_rate}")
         if isinstance(self.duration_s, float) and not 0.05 <= self.duration_s <= 600:
-            _fail("data.duration_s", f"must be in 0.05..600 s or auto, got {self.duration_s}")
+            fail("data.duration_s", f"must be in 0.05..600 s or auto, got {self.duration_s}")
         if self.synthetic_clips_per_class < 5:
-            _fail("data.synthetic_clips_per_class", "must be >= 5 (one clip per fold at least)")
+            fail("data.synthetic_clips_per_class", "must be >= 5 (one clip per fold at least)")
         if self.classes is not None and len(self.classes) < 2:
-            _fail("data.classes", "needs at least 2 classes, or null for all")
+            fail("data.classes", "needs at least 2 classes, or null for all")
 
 
 @dataclass(frozen=True)
@@ -96,17 +110,17 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if self.strategy == "folds" and self.test_fold == self.val_fold:
-            _fail("split.val_fold", f"must differ from split.test_fold ({self.test_fold})")
+            fail("split.val_fold", f"must differ from split.test_fold ({self.test_fold})")
         for key in ("val_frac", "test_frac"):
             if not 0.0 < getattr(self, key) < 1.0:
-                _fail(f"split.{key}", f"must be in (0, 1), got {getattr(self, key)}")
+                fail(f"split.{key}", f"must be in (0, 1), got {getattr(self, key)}")
         if self.val_frac + self.test_frac >= 1.0:
-            _fail("split.val_frac", "plus split.test_frac must leave rows for training (< 1)")
+            fail("split.val_frac", "plus split.test_frac must leave rows for training (< 1)")
 
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    kind: Literal["logmel", "mfcc", "stft_complex", "spectrogram"] = "logmel"
+    kind: FeatureKind = "logmel"
     n_fft: int = 512
     win_length: int = 400
     hop_length: int = 160
@@ -123,31 +137,31 @@ class FeaturesConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_skipped_frac <= 1.0:
-            _fail("features.max_skipped_frac", f"must be in [0, 1], got {self.max_skipped_frac}")
+            fail("features.max_skipped_frac", f"must be in [0, 1], got {self.max_skipped_frac}")
         if self.n_fft < 16:
-            _fail("features.n_fft", f"must be >= 16, got {self.n_fft}")
+            fail("features.n_fft", f"must be >= 16, got {self.n_fft}")
         if not 1 <= self.win_length <= self.n_fft:
-            _fail("features.win_length", f"must be in 1..n_fft ({self.n_fft}), got {self.win_length}")
+            fail("features.win_length", f"must be in 1..n_fft ({self.n_fft}), got {self.win_length}")
         if not 1 <= self.hop_length <= self.win_length:
-            _fail(
+            fail(
                 "features.hop_length",
                 f"must be in 1..win_length ({self.win_length}), got {self.hop_length}",
             )
         n_freqs = self.n_fft // 2 + 1
         if not 1 <= self.n_mels <= n_freqs:
-            _fail(
+            fail(
                 "features.n_mels",
                 f"must be in 1..{n_freqs} (n_fft//2+1 frequency bins), got {self.n_mels}; "
                 "raise features.n_fft or lower n_mels",
             )
         if self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels:
-            _fail("features.n_mfcc", f"must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
+            fail("features.n_mfcc", f"must be in 1..n_mels ({self.n_mels}), got {self.n_mfcc}")
         if self.f_min < 0 or (self.f_max is not None and self.f_max <= self.f_min):
-            _fail("features.f_max", f"must be > f_min ({self.f_min}) or null")
+            fail("features.f_max", f"must be > f_min ({self.f_min}) or null")
         if self.top_db is not None and self.top_db <= 0:
-            _fail("features.top_db", f"must be > 0 or null, got {self.top_db}")
+            fail("features.top_db", f"must be > 0 or null, got {self.top_db}")
         if self.power not in (1.0, 2.0):
-            _fail("features.power", f"must be 1.0 (magnitude) or 2.0 (power), got {self.power}")
+            fail("features.power", f"must be 1.0 (magnitude) or 2.0 (power), got {self.power}")
 
 
 @dataclass(frozen=True)
@@ -160,61 +174,104 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.time_shift < 1.0:
-            _fail("train.augment.time_shift", f"must be in [0, 1), got {self.time_shift}")
+            fail("train.augment.time_shift", f"must be in [0, 1), got {self.time_shift}")
         if not 0.0 <= self.mask_frac < 1.0:
-            _fail("train.augment.mask_frac", f"must be in [0, 1), got {self.mask_frac}")
+            fail("train.augment.mask_frac", f"must be in [0, 1), got {self.mask_frac}")
         if self.freq_masks < 0 or self.time_masks < 0:
-            _fail("train.augment.freq_masks", "and time_masks must be >= 0")
+            fail("train.augment.freq_masks", "and time_masks must be >= 0")
         if self.mixup_alpha < 0:
-            _fail("train.augment.mixup_alpha", f"must be >= 0, got {self.mixup_alpha}")
+            fail("train.augment.mixup_alpha", f"must be >= 0, got {self.mixup_alpha}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "convnet"
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # convnet widths
-    dropout: float = 0.2
-    pretrained: Literal["none", "imagenet"] = "none"
+    model: str = "convnet"  # a name in the `audioclf.models` registry
+    # one block per architecture, `train.model_params.<name>: {...}`; validated against that
+    # model's params dataclass. The chosen model's block (its defaults when absent) is `arch_params`.
+    model_params: dict[str, Any] = field(default_factory=dict)
     freeze_epochs: int = 0
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 64
-    optimizer: Literal["adamw"] = "adamw"
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: momentum 0.9, Nesterov
     lr: float = 3e-3
     weight_decay: float = 1e-2
     scheduler: Literal["onecycle", "warmup_linear"] = "onecycle"
     warmup_frac: float = 0.1
     grad_clip: float | None = 5.0
     label_smoothing: float = 0.05
-    patience: int = 8
+    patience: int = 5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_weights: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            _fail("train.model", f"is {self.model!r}; choose one of {', '.join(MODELS)}")
+        object.__setattr__(self, "model_params", _model_params(self.model, self.model_params))
         if self.epochs < 1:
-            _fail("train.epochs", f"must be >= 1, got {self.epochs}")
+            fail("train.epochs", f"must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
-            _fail("train.batch_size", f"must be >= 1, got {self.batch_size}")
+            fail("train.batch_size", f"must be >= 1, got {self.batch_size}")
         if self.lr <= 0:
-            _fail("train.lr", f"must be > 0, got {self.lr}")
+            fail("train.lr", f"must be > 0, got {self.lr}")
         if self.weight_decay < 0:
-            _fail("train.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        if not self.channels or any(c < 1 for c in self.channels):
-            _fail("train.channels", f"must be a non-empty list of positive widths, got {self.channels}")
-        if not 0.0 <= self.dropout < 1.0:
-            _fail("train.dropout", f"must be in [0, 1), got {self.dropout}")
+            fail("train.weight_decay", f"must be >= 0, got {self.weight_decay}")
         if not 0.0 < self.warmup_frac < 1.0:
-            _fail("train.warmup_frac", f"must be in (0, 1), got {self.warmup_frac}")
+            fail("train.warmup_frac", f"must be in (0, 1), got {self.warmup_frac}")
         if not 0.0 <= self.label_smoothing < 1.0:
-            _fail("train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+            fail("train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         if self.patience < 1:
-            _fail("train.patience", f"must be >= 1, got {self.patience}")
+            fail("train.patience", f"must be >= 1, got {self.patience}")
         if self.freeze_epochs < 0:
-            _fail("train.freeze_epochs", f"must be >= 0, got {self.freeze_epochs}")
+            fail("train.freeze_epochs", f"must be >= 0, got {self.freeze_epochs}")
         if self.grad_clip is not None and self.grad_clip <= 0:
-            _fail("train.grad_clip", f"must be > 0 or null, got {self.grad_clip}")
+            fail("train.grad_clip", f"must be > 0 or null, got {self.grad_clip}")
+
+    @property
+    def arch_params(self) -> Any:
+        """The chosen model's params dataclass: passed whole to its builder, stored in model.json."""
+        return self.model_params[self.model]
+
+    def resolved(self) -> dict[str, Any]:
+        """The block as training sees it: the chosen model's params only (fingerprint, model.json)."""
+        out = to_dict(self)
+        out["model_params"] = {self.model: to_dict(self.arch_params)}
+        return out
+
+
+def build_model_params(name: str, raw: Any, key: str, name_key: str = "params: `train.model`") -> Any:
+    """`raw` (a mapping, or the params dataclass itself) validated against model `name`'s params
+    dataclass; a bad key or value is one line naming `key.<field>`, an unknown model `name_key`."""
+    arch = _models().get(name, name_key)
+    if isinstance(raw, arch.params):
+        return raw
+    try:
+        return build_block(arch.params, raw, key)
+    except ParamError as exc:
+        if exc.key.startswith(f"{key}."):
+            raise
+        raise ParamError(f"{key}.{exc.key}", exc.msg) from None
+
+
+def _models() -> Any:
+    """The torch-free models registry, imported by name on first use: every stage validates the
+    whole params file, but only the stages that build or load models depend on the model files
+    (dvc.yaml lists `src/audioclf/models` for them alone, so a new model reruns no data stage)."""
+    return importlib.import_module("audioclf.models")
+
+
+def _model_params(model: str, blocks: dict[str, Any]) -> dict[str, Any]:
+    """Every block validated by its own model; the chosen model's defaults filled in."""
+    models = _models()
+    if not isinstance(blocks, dict):
+        fail("train.model_params", f"must be a mapping of model name to params, got {blocks!r}")
+    models.get(model)
+    out = {}
+    for name, raw in blocks.items():
+        if name not in models.architectures():
+            fail(f"train.model_params.{name}", f"is not a model; known: {', '.join(sorted(models.architectures()))}")
+        out[name] = build_model_params(name, raw, f"train.model_params.{name}")
+    if model not in out:
+        out[model] = models.get(model).params()
+    return out
 
 
 @dataclass(frozen=True)
@@ -224,36 +281,37 @@ class EvaluateConfig:
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
-            _fail("evaluate.top_k", f"must be >= 1, got {self.top_k}")
+            fail("evaluate.top_k", f"must be >= 1, got {self.top_k}")
         if self.n_mistakes < 0:
-            _fail("evaluate.n_mistakes", f"must be >= 0, got {self.n_mistakes}")
+            fail("evaluate.n_mistakes", f"must be >= 0, got {self.n_mistakes}")
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    variants: list[str] = field(default_factory=lambda: ["fp32", "int8_static"])
+    # int8_dynamic is built on request only: slower than fp32 on CPUs (docs/deployment.md)
+    variants: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8_static"])
     calibration_samples: int = 128
     f1_tolerance: float = 0.02
     deploy: str = "fp32"
     opset: int = 18
-    latency_runs: int = 20
+    latency_runs: int = 100  # interleaved rounds at batch 1 (batch 32: a quarter)
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
-            _fail("quantize.variants", f"has {unknown}; choose from {', '.join(VARIANTS)}")
+            fail("quantize.variants", f"has {unknown}; choose from {', '.join(VARIANTS)}")
         if "fp32" not in self.variants:
-            _fail("quantize.variants", "must include fp32 (the reference for parity)")
+            fail("quantize.variants", "must include fp32 (the reference for parity)")
         if self.deploy not in self.variants:
-            _fail("quantize.deploy", f"is {self.deploy!r}; it must be one of quantize.variants {self.variants}")
+            fail("quantize.deploy", f"is {self.deploy!r}; it must be one of quantize.variants {self.variants}")
         if self.calibration_samples < 1:
-            _fail("quantize.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
+            fail("quantize.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
         if not 0.0 <= self.f1_tolerance <= 1.0:
-            _fail("quantize.f1_tolerance", f"must be in [0, 1], got {self.f1_tolerance}")
+            fail("quantize.f1_tolerance", f"must be in [0, 1], got {self.f1_tolerance}")
         if not 17 <= self.opset <= 23:
-            _fail("quantize.opset", f"must be in 17..23, got {self.opset}")
+            fail("quantize.opset", f"must be in 17..23, got {self.opset}")
         if self.latency_runs < 1:
-            _fail("quantize.latency_runs", f"must be >= 1, got {self.latency_runs}")
+            fail("quantize.latency_runs", f"must be >= 1, got {self.latency_runs}")
 
 
 @dataclass(frozen=True)
@@ -268,9 +326,9 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         for key in ("workers", "threads"):
             if getattr(self, key) < 0:
-                _fail(f"runtime.{key}", "must be >= 0 (0 = automatic)")
+                fail(f"runtime.{key}", "must be >= 0 (0 = automatic)")
         if self.nproc < 1:
-            _fail("runtime.nproc", f"must be >= 1, got {self.nproc}")
+            fail("runtime.nproc", f"must be >= 1, got {self.nproc}")
 
 
 @dataclass(frozen=True)
@@ -301,27 +359,29 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
+        return build_block(tp, value, key)
+    if tp is Any or origin is dict:  # checked by the owning dataclass (train.model_params)
+        return value
     if origin in (Union, types.UnionType):
         for option in typing.get_args(tp):
             try:
                 return _coerce(value, option, key)
             except AudioclfError:
                 continue
-        _fail(key, f"must be {_type_name(tp)}, got {value!r}")
+        fail(key, f"must be {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        _fail(key, f"must be one of {_type_name(tp)}, got {value!r}")
+        fail(key, f"must be one of {_type_name(tp)}, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
-            _fail(key, f"must be a {_type_name(tp)}, got {value!r}")
+            fail(key, f"must be a {_type_name(tp)}, got {value!r}")
         (item_tp,) = typing.get_args(tp)
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is type(None):
         if value is None:
             return None
-        _fail(key, f"must be null, got {value!r}")
+        fail(key, f"must be null, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -336,19 +396,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     else:  # pragma: no cover - a new annotation needs a branch here
         raise TypeError(f"unsupported annotation {tp!r} for {key}")
-    _fail(key, f"must be {_type_name(tp)}, got {value!r}")
+    fail(key, f"must be {_type_name(tp)}, got {value!r}")
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
+def build_block(cls: type, raw: Any, prefix: str) -> Any:
+    """The frozen dataclass `cls` from a mapping, each key checked against its annotation."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        _fail(prefix, f"must be a mapping of keys, got {raw!r}")
+        fail(prefix, f"must be a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in names:
-            _fail(f"{prefix}.{key}", f"is not a known key; known keys of `{prefix}`: {', '.join(names)}")
+            fail(f"{prefix}.{key}", f"is not a known key; known keys of `{prefix}`: {', '.join(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in raw.items()}
     return cls(**kwargs)
 
@@ -360,8 +421,8 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
     hints = typing.get_type_hints(Params)
     for key in raw:
         if key not in blocks:
-            _fail(key, f"is not a known block; known blocks: {', '.join(blocks)}")
-    return Params(**{k: _build(hints[k], v, k) for k, v in raw.items()})
+            fail(key, f"is not a known block; known blocks: {', '.join(blocks)}")
+    return Params(**{k: build_block(hints[k], v, k) for k, v in raw.items()})
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -372,8 +433,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise AudioclfError(f"{path}: not valid YAML ({first}); fix the syntax") from exc
+        raise AudioclfError(f"{path}: not valid YAML ({brief(exc)}); fix the syntax") from exc
     return params_from_dict(raw)
 
 

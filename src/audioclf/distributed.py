@@ -101,8 +101,3 @@ def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
     if ctx.enabled:
         for buf in module.buffers():
             dist.broadcast(buf, src=0)
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        dist.barrier()

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from audioclf.audio import AUDIO_SUFFIXES
 from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
-from audioclf.fileio import REJECTED_CSV, TEMP_SUFFIX, sha256_file, write_csv
-from audioclf.sources.base import METADATA_COLUMNS, Source, safe_relpath
+from audioclf.fileio import METADATA_COLUMNS, REJECTED_CSV, TEMP_SUFFIX, sha256_file, write_csv
+from audioclf.sources.base import Source, safe_relpath
 
 JOURNAL = ".download-journal.csv"  # files completed by an unfinished run; the manifest replaces it
 REJECTED = REJECTED_CSV  # rows whose file arrived but is not usable audio: path, reason
@@ -41,13 +41,7 @@ def select_rows(meta: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
         raise AudioclfError(f"metadata: missing column(s) {missing}; needs {list(METADATA_COLUMNS)}")
     selected = meta
     if cfg.classes is not None:
-        available = sorted(meta["label"].astype(str).unique())
-        unknown = [c for c in cfg.classes if c not in available]
-        if unknown:
-            raise AudioclfError(
-                f"params: `data.classes` has {unknown}, not in the {cfg.dataset} corpus; "
-                f"valid names: {', '.join(available)}"
-            )
+        check_classes(cfg, tuple(sorted(meta["label"].astype(str).unique())))
         selected = selected[selected["label"].isin(cfg.classes)]
     if cfg.folds is not None:
         available_folds = sorted(int(f) for f in pd.to_numeric(meta["fold"], errors="coerce").dropna().unique())
@@ -135,6 +129,76 @@ def _is_intact(path: Path, expected: tuple[int, str] | None) -> bool:
     return sha256_file(path) == expected[1]
 
 
+def _selection(source: Source, raw_dir: Path) -> pd.DataFrame:
+    """The selected metadata rows, with safe, distinct paths that stay inside `raw_dir`."""
+    check_classes(source.cfg, source.known_classes())
+    selected = select_rows(source.list_metadata(), source.cfg)
+    selected["path"] = [safe_relpath(p) for p in selected["path"]]
+    duplicated = selected["path"][selected["path"].duplicated()].tolist()
+    if duplicated:
+        raise AudioclfError(
+            f"{source.location}: {len(duplicated)} row(s) name a file another row names too, e.g. {duplicated[0]!r}; "
+            "each row needs its own file, remove the duplicate rows"
+        )
+    check_inside(raw_dir, selected["path"].tolist())
+    return selected
+
+
+def _fetch(
+    source: Source, todo: list[dict], raw_dir: Path, workers: int, known: dict[str, tuple[int, str]], progress: bool
+) -> dict[str, str]:
+    """Fetch `todo`, journalling each completed file at once (size, sha256 also into `known`);
+    returns path → reason for the files that arrived but are not usable audio."""
+    rejected: dict[str, str] = {}
+    bar = tqdm(total=len(todo), desc="download", unit="file", disable=not progress)
+    fetched_bytes = 0
+    with open(raw_dir / JOURNAL, "a", encoding="utf-8") as journal:
+
+        def reject(row: dict, reason: str) -> None:
+            # not journalled: a rerun tries the file again (a server glitch heals, a bad file stays out)
+            rejected[row["path"]] = reason
+            bar.update(1)
+
+        def done(row: dict, dest: Path) -> None:
+            nonlocal fetched_bytes
+            size = dest.stat().st_size
+            known[row["path"]] = (size, sha256_file(dest))
+            journal.write(f"{row['path']},{size},{known[row['path']][1]}\n")
+            journal.flush()
+            fetched_bytes += size
+            bar.update(1)
+            bar.set_postfix_str(_human_bytes(fetched_bytes), refresh=False)
+
+        try:
+            source.fetch_rows(todo, raw_dir, workers, done, reject)
+        finally:
+            bar.close()
+    return rejected
+
+
+def _write_outputs(raw_dir: Path, selected: pd.DataFrame, rejected: dict[str, str], known: dict) -> int:
+    """manifest.csv, rejected.csv, metadata.csv; prunes unselected files. Returns how many went."""
+    kept = selected["path"][~selected["path"].isin(rejected)]
+    manifest = pd.DataFrame(
+        {
+            "path": kept,
+            "bytes": [(raw_dir / p).stat().st_size for p in kept],
+            "sha256": [known[p][1] for p in kept],
+        }
+    )
+    removed = _prune(raw_dir, set(kept))
+    # every selected row stays in metadata.csv (it is the corpus); the features stage skips and
+    # reports the rejected ones, with the reason from rejected.csv
+    if rejected:
+        write_csv(raw_dir / REJECTED, pd.DataFrame({"path": list(rejected), "reason": list(rejected.values())}))
+    else:
+        (raw_dir / REJECTED).unlink(missing_ok=True)
+    write_csv(raw_dir / "manifest.csv", manifest)
+    write_csv(raw_dir / "metadata.csv", selected)
+    (raw_dir / JOURNAL).unlink(missing_ok=True)
+    return removed
+
+
 def run_download(
     source: Source, raw_dir: Path, workers: int, progress: bool = True, max_workers: int = MAX_WORKERS
 ) -> DownloadReport:
@@ -145,49 +209,10 @@ def run_download(
     when the run completes. Files of rows no longer selected are removed."""
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    check_classes(source.cfg, source.known_classes())
-    meta = source.list_metadata()
-    selected = select_rows(meta, source.cfg)
-    selected["path"] = [safe_relpath(p) for p in selected["path"]]
-    duplicated = selected["path"][selected["path"].duplicated()].tolist()
-    if duplicated:
-        raise AudioclfError(
-            f"{source.location}: {len(duplicated)} row(s) name a file another row names too, e.g. {duplicated[0]!r}; "
-            "each row needs its own file, remove the duplicate rows"
-        )
-    check_inside(raw_dir, selected["path"].tolist())
-
-    manifest_path = raw_dir / "manifest.csv"
-    journal_path = raw_dir / JOURNAL
-    old = {**_load_manifest(manifest_path), **_load_journal(journal_path)}
-    todo = [r for r in selected.to_dict("records") if not _is_intact(raw_dir / r["path"], old.get(r["path"]))]
-    reused = len(selected) - len(todo)
-
-    rejected: dict[str, str] = {}
-    if todo:
-        bar = tqdm(total=len(todo), desc="download", unit="file", disable=not progress)
-        fetched_bytes = 0
-        with open(journal_path, "a", encoding="utf-8") as journal:
-
-            def reject(row: dict, reason: str) -> None:
-                # not journalled: a rerun tries the file again (a server glitch heals, a bad file stays out)
-                rejected[row["path"]] = reason
-                bar.update(1)
-
-            def done(row: dict, dest: Path) -> None:
-                nonlocal fetched_bytes
-                size = dest.stat().st_size
-                old[row["path"]] = (size, sha256_file(dest))
-                journal.write(f"{row['path']},{size},{old[row['path']][1]}\n")
-                journal.flush()
-                fetched_bytes += size
-                bar.update(1)
-                bar.set_postfix_str(_human_bytes(fetched_bytes), refresh=False)
-
-            try:
-                source.fetch_rows(todo, raw_dir, min(max(1, workers), max_workers), done, reject)
-            finally:
-                bar.close()
+    selected = _selection(source, raw_dir)
+    known = {**_load_manifest(raw_dir / "manifest.csv"), **_load_journal(raw_dir / JOURNAL)}
+    todo = [r for r in selected.to_dict("records") if not _is_intact(raw_dir / r["path"], known.get(r["path"]))]
+    rejected = _fetch(source, todo, raw_dir, min(max(1, workers), max_workers), known, progress) if todo else {}
     source.close()
     if rejected and len(rejected) == len(selected):
         path, reason = next(iter(rejected.items()))
@@ -195,27 +220,9 @@ def run_download(
             f"{source.location}: none of the {len(selected)} selected files is usable audio (e.g. {path}: {reason}); "
             "check that data.source points at the corpus files"
         )
-
-    kept = selected["path"][~selected["path"].isin(rejected)]
-    manifest = pd.DataFrame(
-        {
-            "path": kept,
-            "bytes": [(raw_dir / p).stat().st_size for p in kept],
-            "sha256": [old[p][1] for p in kept],
-        }
-    )
-    removed = _prune(raw_dir, set(kept))
-    # every selected row stays in metadata.csv (it is the corpus); the features stage skips and
-    # reports the rejected ones, with the reason from rejected.csv
-    if rejected:
-        write_csv(raw_dir / REJECTED, pd.DataFrame({"path": list(rejected), "reason": list(rejected.values())}))
-    else:
-        (raw_dir / REJECTED).unlink(missing_ok=True)
-    write_csv(manifest_path, manifest)
-    write_csv(raw_dir / "metadata.csv", selected)
-    journal_path.unlink(missing_ok=True)
+    removed = _write_outputs(raw_dir, selected, rejected, known)
     return DownloadReport(
-        selected=len(selected), fetched=len(todo) - len(rejected), reused=reused, removed=removed,
+        selected=len(selected), fetched=len(todo) - len(rejected), reused=len(selected) - len(todo), removed=removed,
         rejected=len(rejected),
     )  # fmt: skip
 

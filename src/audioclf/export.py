@@ -19,12 +19,16 @@ import onnx
 import torch
 from torch import nn
 
+from audioclf.deploy import (
+    INPUT_NAME,
+    ONNX_CLASSES_KEY,
+    ONNX_N_SAMPLES_KEY,
+    ONNX_SAMPLE_RATE_KEY,
+    OUTPUT_NAME,
+    ort_session,
+)
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_path
-from audioclf.inference import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY, ort_session
-
-INPUT_NAME = "waveform"
-OUTPUT_NAME = "logits"
 
 
 class ConvSpectrum(nn.Module):
@@ -61,14 +65,15 @@ class ExportFeatures(nn.Module):
     def __init__(self, extractor: FeatureExtractor) -> None:
         super().__init__()
         self.kind = extractor.kind
-        spec = extractor.spec.spectrogram if self.kind == "logmel" else extractor.spec
+        transform = extractor.transform  # features.PerClip / ComplexParts over a torchaudio transform
+        spec = transform.spec.spectrogram if self.kind == "logmel" else transform.spec
         self.power = spec.power
         if spec.normalized or not spec.center or spec.pad_mode != "reflect" or spec.onesided is False:
             raise ValueError("ExportFeatures reproduces center=True, reflect, onesided, unnormalised STFTs only")
         self.stft = ConvSpectrum(spec.n_fft, spec.hop_length, spec.window)
         if self.kind == "logmel":
-            self.register_buffer("mel_fb", extractor.spec.mel_scale.fb.detach().clone(), persistent=False)
-            to_db = extractor.to_db
+            self.register_buffer("mel_fb", transform.spec.mel_scale.fb.detach().clone(), persistent=False)
+            to_db = transform.to_db
             self.db_multiplier = to_db.multiplier
             self.amin = to_db.amin
             self.top_db = to_db.top_db
@@ -139,23 +144,6 @@ def export_onnx(
     onnx.checker.check_model(str(path))
 
 
-def deployment_sidecar(
-    classes: list[str], sample_rate: int, duration_s: float, n_samples: int, variant: str, **extra: object
-) -> dict[str, object]:
-    """What `audioclf predict` needs next to a model.onnx (as `model.onnx.json`): it checks the
-    classes, input/output names and clip length against the graph before scoring anything."""
-    return {
-        "classes": list(classes),
-        "sample_rate": sample_rate,
-        "duration_s": duration_s,
-        "n_samples": n_samples,
-        "input": INPUT_NAME,
-        "output": OUTPUT_NAME,
-        "variant": variant,
-        **extra,
-    }
-
-
 def deploy_copy(src: Path, dst: Path, classes: list[str], sample_rate: int, n_samples: int) -> None:
     """Copy the chosen variant to `dst` (atomically) with the class list, rate and clip length in
     the graph's metadata: `audioclf predict` checks them against the sidecar, so a sidecar from
@@ -174,7 +162,7 @@ def deploy_copy(src: Path, dst: Path, classes: list[str], sample_rate: int, n_sa
         onnx.save(model, str(tmp))
 
 
-session = ort_session  # predict's helper: the model is measured as it will be served
+session = ort_session  # the deploy contract's helper: the model is measured as it will be served
 
 
 def run_onnx(sess, waves: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,58 +25,85 @@ from audioclf.audio import load_clip
 from audioclf.config import FeaturesConfig
 from audioclf.errors import AudioclfError
 from audioclf.fileio import atomic_path, preallocate
+from audioclf.runtime import available_cores
+
+
+class PerClip(nn.Module):
+    """A torchaudio transform (B, S) → (B, F, T) as (B, 1, F, T), then an optional dB conversion
+    (AmplitudeToDB's top_db then clamps each clip on its own peak)."""
+
+    def __init__(self, spec: nn.Module, to_db: nn.Module | None = None) -> None:
+        super().__init__()
+        self.spec, self.to_db = spec, to_db
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = self.spec(wave).unsqueeze(1)
+        return self.to_db(spec) if self.to_db is not None else spec
+
+
+class ComplexParts(nn.Module):
+    """A complex STFT (B, F, T) → its real and imaginary parts as two channels (B, 2, F, T)."""
+
+    def __init__(self, spec: nn.Module) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spec = self.spec(wave)
+        return torch.stack([spec.real, spec.imag], dim=1)
+
+
+def _stft(cfg: FeaturesConfig) -> dict[str, int]:
+    return {"n_fft": cfg.n_fft, "win_length": cfg.win_length, "hop_length": cfg.hop_length}
+
+
+def _logmel(cfg: FeaturesConfig, sample_rate: int) -> nn.Module:
+    """mel power (or magnitude, `power`) in dB, clamped `top_db` below each clip's peak; (B, 1, n_mels, T)."""
+    spec = T.MelSpectrogram(
+        sample_rate=sample_rate, n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, power=cfg.power, **_stft(cfg)
+    )
+    return PerClip(spec, T.AmplitudeToDB(stype="power" if cfg.power == 2.0 else "magnitude", top_db=cfg.top_db))
+
+
+def _mfcc(cfg: FeaturesConfig, sample_rate: int) -> nn.Module:
+    """torchaudio's MFCC over the same mel settings; (B, 1, n_mfcc, T)."""
+    melkwargs = {"n_mels": cfg.n_mels, "f_min": cfg.f_min, "f_max": cfg.f_max, **_stft(cfg)}
+    return PerClip(T.MFCC(sample_rate=sample_rate, n_mfcc=cfg.n_mfcc, melkwargs=melkwargs))
+
+
+def _spectrogram(cfg: FeaturesConfig, sample_rate: int) -> nn.Module:
+    """linear-frequency |STFT|**power, not log-compressed (in dB power 1 and 2 would be
+    identical); (B, 1, n_fft // 2 + 1, T)."""
+    return PerClip(T.Spectrogram(power=cfg.power, **_stft(cfg)))
+
+
+def _stft_complex(cfg: FeaturesConfig, sample_rate: int) -> nn.Module:
+    """real and imaginary STFT parts as two channels; (B, 2, n_fft // 2 + 1, T)."""
+    return ComplexParts(T.Spectrogram(power=None, **_stft(cfg)))
+
+
+# The feature kinds: name → (features params, sample rate) → module (B, samples) → (B, C, F, T).
+# config.FeatureKind lists the same names (a test ties the two), so params validation needs no torch.
+FEATURE_KINDS: dict[str, Callable[[FeaturesConfig, int], nn.Module]] = {
+    "logmel": _logmel,
+    "mfcc": _mfcc,
+    "spectrogram": _spectrogram,
+    "stft_complex": _stft_complex,
+}
 
 
 class FeatureExtractor(nn.Module):
-    """Waveform (batch, samples) float32 → features (batch, channels, freq, frames) float32.
-
-    - logmel: mel power (or magnitude, `power`) in dB, clamped `top_db` below each clip's peak;
-      (B, 1, n_mels, frames).
-    - mfcc: torchaudio's MFCC over the same mel settings; (B, 1, n_mfcc, frames).
-    - spectrogram: linear-frequency |STFT|**power, not log-compressed (power 2 = power,
-      1 = magnitude); (B, 1, n_fft // 2 + 1, frames).
-    - stft_complex: real and imaginary STFT parts as two channels; (B, 2, n_fft // 2 + 1, frames).
-
-    Every clip is processed independently of the batch (center=True, reflect padding).
-    """
+    """Waveform (batch, samples) float32 → features (batch, channels, freq, frames) float32, by
+    the `FEATURE_KINDS` entry of `cfg.kind`. Every clip is processed independently of the batch
+    (center=True, reflect padding)."""
 
     def __init__(self, cfg: FeaturesConfig, sample_rate: int) -> None:
         super().__init__()
         self.kind = cfg.kind
-        stft = {"n_fft": cfg.n_fft, "win_length": cfg.win_length, "hop_length": cfg.hop_length}
-        stype = "power" if cfg.power == 2.0 else "magnitude"
-        if cfg.kind == "logmel":
-            self.spec = T.MelSpectrogram(
-                sample_rate=sample_rate, n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max,
-                power=cfg.power, **stft,
-            )  # fmt: skip
-            self.to_db = T.AmplitudeToDB(stype=stype, top_db=cfg.top_db)
-        elif cfg.kind == "spectrogram":
-            # linear |STFT|**power, as the kind's name says; in dB power 1 and 2 would be identical
-            self.spec = T.Spectrogram(power=cfg.power, **stft)
-            self.to_db = None
-        elif cfg.kind == "mfcc":
-            melkwargs = {"n_mels": cfg.n_mels, "f_min": cfg.f_min, "f_max": cfg.f_max, **stft}
-            self.spec = T.MFCC(sample_rate=sample_rate, n_mfcc=cfg.n_mfcc, melkwargs=melkwargs)
-            self.to_db = None
-        elif cfg.kind == "stft_complex":
-            self.spec = T.Spectrogram(power=None, **stft)
-            self.to_db = None
-        else:  # pragma: no cover - config validation rejects other kinds
-            raise ValueError(cfg.kind)
+        self.transform = FEATURE_KINDS[cfg.kind](cfg, sample_rate)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = self.spec(wave)
-        if self.kind == "stft_complex":
-            return torch.stack([spec.real, spec.imag], dim=1)
-        spec = spec.unsqueeze(1)  # (B, 1, F, T): AmplitudeToDB's top_db is then per clip
-        if self.to_db is not None:
-            spec = self.to_db(spec)
-        return spec
-
-
-def n_channels(kind: str) -> int:
-    return 2 if kind == "stft_complex" else 1
+        return self.transform(wave)
 
 
 @dataclass
@@ -139,12 +166,7 @@ def _featurize_in_worker(chunk: list[tuple[int, str]]) -> tuple[list[int], np.nd
 
 def default_workers(workers: int) -> int:
     """0 = one per core available to this process."""
-    if workers > 0:
-        return workers
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return workers if workers > 0 else available_cores()
 
 
 def _pool(n_workers: int, job: _Job) -> ProcessPoolExecutor:

@@ -23,8 +23,8 @@ import soundfile as sf
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 
-from audioclf.audio import MAX_RATE, MIN_RATE, describe_content
-from audioclf.errors import AudioclfError
+from audioclf.audio import MAX_RATE, MIN_RATE, describe_content, libsndfile_reason
+from audioclf.errors import AudioclfError, brief
 from audioclf.fileio import atomic_path
 
 SCHEMES = ("http", "https", "file")
@@ -133,25 +133,17 @@ def check_audio(path: Path) -> None:
             rate = audio.samplerate
             frames = sum(len(block) for block in audio.blocks(blocksize=CHUNK, dtype="float32"))
     except (RuntimeError, ValueError, TypeError, sf.SoundFileError) as exc:
-        reason = " ".join(str(exc).replace(str(path), "the file").split())[:120]
-        raise InvalidContent(f"not decodable audio ({describe_content(path)}; libsndfile: {reason})") from None
+        raise InvalidContent(
+            f"not decodable audio ({describe_content(path)}; libsndfile: {libsndfile_reason(exc, path)})"
+        ) from None
     if frames == 0:
         raise InvalidContent("the audio has no samples (a header only)")
     if not MIN_RATE <= rate <= MAX_RATE:
         raise InvalidContent(f"the header's sample rate {rate} Hz is implausible (a damaged header)")
 
 
-def check_nonempty(path: Path) -> None:
-    if path.stat().st_size == 0:
-        raise InvalidContent("the body is empty")
-
-
 # ---------------------------------------------------------------------------------------------
 # The fetcher
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -274,9 +266,9 @@ class Fetcher:
         except requests.Timeout:
             raise _Transient(f"no response within data.timeout_s={self.timeout_s} s") from None
         except requests.ConnectionError as exc:
-            raise _Transient(f"connection failed ({_one_line(exc)})") from None
+            raise _Transient(f"connection failed ({brief(exc)})") from None
         except requests.RequestException as exc:  # invalid URL, too many redirects: not transient
-            raise AudioclfError(f"{url}: {_one_line(exc)}; check data.source") from None
+            raise AudioclfError(f"{url}: {brief(exc)}; check data.source") from None
         code = resp.status_code
         if code == 429 or code >= 500:
             retry_after = resp.headers.get("Retry-After", "")
@@ -300,7 +292,7 @@ class Fetcher:
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
             if "timed out" in str(exc).lower():
                 raise _Transient(f"body stalled longer than data.timeout_s={self.timeout_s} s") from None
-            raise _Transient(f"connection closed mid-body after {n} bytes ({_one_line(exc)})") from None
+            raise _Transient(f"connection closed mid-body after {n} bytes ({brief(exc)})") from None
         return n
 
     def _download(self, url: str, tmp: Path) -> str:
@@ -318,7 +310,7 @@ class Fetcher:
             try:
                 return resp.content
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                raise _Transient(f"connection closed mid-body ({_one_line(exc)})") from None
+                raise _Transient(f"connection closed mid-body ({brief(exc)})") from None
 
     def _download_range(self, url: str, part: Path, bar: tqdm) -> None:
         have = _size(part)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from audioclf.errors import AudioclfError
@@ -143,6 +142,11 @@ METADATA_CSV: dict[str, Any] = {
 }
 
 
+# The columns every metadata table has (data/raw/metadata.csv, the splits, the cache index);
+# sources add their own after these.
+METADATA_COLUMNS = ("path", "label", "fold", "group")
+
+
 def read_metadata_csv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, **METADATA_CSV)
 
@@ -159,11 +163,6 @@ def read_json(path: str | Path) -> Any:
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-
-
-def write_npy(path: str | Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, array)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 
 DEFAULT_TOLERANCES = Path("metrics/tolerances.yaml")
 EPS = 1e-12  # float noise: a change of exactly the allowed size passes
@@ -118,7 +118,7 @@ def load_tolerances(path: Path) -> list[Check]:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise AudioclfError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        raise AudioclfError(f"{path}: not valid YAML ({brief(exc)})") from exc
     return parse_tolerances(raw, str(path))
 
 

@@ -25,6 +25,15 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from audioclf.audio import MAX_RATE, MIN_RATE
+from audioclf.deploy import (
+    ONNX_CLASSES_KEY,
+    ONNX_N_SAMPLES_KEY,
+    ONNX_SAMPLE_RATE_KEY,
+    DeploySidecar,
+    ort_session,
+    read_deploy_sidecar,
+    sidecar_path,
+)
 from audioclf.errors import AudioclfError, brief
 from audioclf.streaming import BLOCK_FRAMES, Window, Windower, file_blocks, mono_at_rate, open_audio
 
@@ -32,28 +41,7 @@ UNKNOWN = "unknown"
 BATCH = 32  # windows per onnxruntime call: bounds memory, amortises the call overhead
 SILENCE_DB = -60.0  # window RMS in dBFS below which the label is `unknown` (digital or near silence)
 MAX_CHANNELS = 64  # an array wider than this is taken for channels-first by mistake
-# graph metadata the quantize stage writes into model.onnx (export.deploy_copy)
-ONNX_CLASSES_KEY = "audioclf.classes"
-ONNX_SAMPLE_RATE_KEY = "audioclf.sample_rate"
-ONNX_N_SAMPLES_KEY = "audioclf.n_samples"
 FOREIGN_HINT = "pass --allow-foreign-model (API: allow_foreign=True) to use it with the sidecar's facts"
-
-
-def ort_session(path: Path, threads: int) -> Any:
-    """A CPU onnxruntime session; the quantize stage and the bench measure with the same one.
-    All graph optimisations (constant folding, Conv+activation fusion, NCHWc conv layouts)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0 = onnxruntime's default, one per physical core
-    options.inter_op_num_threads = 1  # the graph is a chain: parallelism lives inside each op
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def sidecar_path(model: Path) -> Path:
-    return model.with_name(model.name + ".json")
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -349,38 +337,6 @@ class Model:
 # -- loading ------------------------------------------------------------------------------------
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise AudioclfError(f"{path}: sidecar not found; ship the model's .json sidecar (the quantize stage writes it)")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AudioclfError(f"{path}: not a readable JSON sidecar ({brief(exc)}); copy it again from models/") from exc
-    if not isinstance(meta, dict):
-        raise AudioclfError(f"{path}: expected a JSON object; copy the sidecar again from models/")
-    temperature = meta.get("temperature", 1.0)
-    checks = {
-        "classes": isinstance(meta.get("classes"), list) and len(meta["classes"]) >= 1,
-        "sample_rate": isinstance(meta.get("sample_rate"), int) and MIN_RATE <= meta["sample_rate"] <= MAX_RATE,
-        "n_samples": isinstance(meta.get("n_samples"), int) and meta["n_samples"] > 0,
-        "input": isinstance(meta.get("input"), str),
-        "output": isinstance(meta.get("output"), str),
-        "temperature": isinstance(temperature, int | float) and math.isfinite(temperature) and temperature > 0,
-    }
-    bad = [key for key, ok in checks.items() if not ok]
-    if bad:
-        raise AudioclfError(f"{path}: missing or invalid {', '.join(bad)}; rebuild it with dvc repro quantize")
-    duration = meta.get("duration_s")
-    if duration is not None and (
-        not isinstance(duration, int | float) or round(duration * meta["sample_rate"]) != meta["n_samples"]
-    ):
-        raise AudioclfError(
-            f"{path}: duration_s {brief(repr(duration), 40)} × sample_rate {meta['sample_rate']} ≠ n_samples "
-            f"{meta['n_samples']}; rebuild it with dvc repro quantize"
-        )
-    return meta
-
-
 def _open_session(model: Path, threads: int) -> Any:
     try:
         return ort_session(model, threads)
@@ -390,12 +346,12 @@ def _open_session(model: Path, threads: int) -> Any:
         ) from exc
 
 
-def _check_io(sess: Any, meta: dict[str, Any], model: Path, side: Path) -> None:
+def _check_io(sess: Any, meta: DeploySidecar, model: Path, side: Path) -> None:
     """Input name, dtype and clip length; output name and class count: the sidecar's."""
     inputs, outputs = sess.get_inputs(), sess.get_outputs()
-    if [i.name for i in inputs] != [meta["input"]]:
+    if [i.name for i in inputs] != [meta.input]:
         raise AudioclfError(
-            f"{side}: input {brief(meta['input'], 60)!r} but {model} takes {brief(str([i.name for i in inputs]), 80)}; "
+            f"{side}: input {brief(meta.input, 60)!r} but {model} takes {brief(str([i.name for i in inputs]), 80)}; "
             "ship the sidecar written with this model"
         )
     if inputs[0].type != "tensor(float)":
@@ -403,28 +359,28 @@ def _check_io(sess: Any, meta: dict[str, Any], model: Path, side: Path) -> None:
             f"{model}: takes {inputs[0].type} input, but audioclf feeds float32 waveforms; re-export it with float32"
         )
     in_shape = inputs[0].shape
-    if len(in_shape) != 2 or (isinstance(in_shape[1], int) and in_shape[1] != meta["n_samples"]):
+    if len(in_shape) != 2 or (isinstance(in_shape[1], int) and in_shape[1] != meta.n_samples):
         raise AudioclfError(
-            f"{side}: n_samples {meta['n_samples']} but {model} takes input shape {in_shape}; "
+            f"{side}: n_samples {meta.n_samples} but {model} takes input shape {in_shape}; "
             "ship the sidecar written with this model"
         )
     out = {o.name: o for o in outputs}
-    if meta["output"] not in out:
+    if meta.output not in out:
         raise AudioclfError(
-            f"{side}: output {brief(meta['output'], 60)!r} but {model} gives {brief(str(list(out)), 80)}; "
+            f"{side}: output {brief(meta.output, 60)!r} but {model} gives {brief(str(list(out)), 80)}; "
             "ship the sidecar written with this model"
         )
-    n_out = out[meta["output"]].shape[-1] if out[meta["output"]].shape else None
+    n_out = out[meta.output].shape[-1] if out[meta.output].shape else None
     if not isinstance(n_out, int):  # a symbolic class axis: ask the graph itself (below)
         return
-    if n_out != len(meta["classes"]):
+    if n_out != len(meta.classes):
         raise AudioclfError(
-            f"{side}: {len(meta['classes'])} classes but {model} outputs {n_out} logits; "
+            f"{side}: {len(meta.classes)} classes but {model} outputs {n_out} logits; "
             "ship the sidecar written with this model"
         )
 
 
-def _check_graph_metadata(sess: Any, meta: dict[str, Any], model: Path, side: Path, allow_foreign: bool) -> None:
+def _check_graph_metadata(sess: Any, meta: DeploySidecar, model: Path, side: Path, allow_foreign: bool) -> None:
     """A model exported by the quantize stage carries its classes, rate and clip length: they
     must be the sidecar's (the class count alone would let another model's sidecar mislabel). A
     model without them is refused unless `allow_foreign`."""
@@ -445,7 +401,7 @@ def _check_graph_metadata(sess: Any, meta: dict[str, Any], model: Path, side: Pa
             raise AudioclfError(
                 f"{model}: damaged {key} metadata in the graph; rebuild it (dvc repro quantize)"
             ) from None
-        sidecar_value = meta[field_name]
+        sidecar_value = getattr(meta, field_name)
         if field_name == "classes" and isinstance(graph_value, list):
             graph_value, sidecar_value = [str(c) for c in graph_value], [str(c) for c in sidecar_value]
         if graph_value != sidecar_value:
@@ -494,20 +450,20 @@ def load_model(
     if not isinstance(threads, int) or threads < 0:
         raise AudioclfError(f"threads must be >= 0 (0 = one per core), got {brief(repr(threads), 40)}")
     side = sidecar_path(model)
-    meta = _read_sidecar(side)
+    meta = read_deploy_sidecar(side)
     sess = _open_session(model, threads)
     _check_io(sess, meta, model, side)
     _check_graph_metadata(sess, meta, model, side, allow_foreign)
     loaded = Model(
         session=sess,
         path=model,
-        classes=tuple(str(c) for c in meta["classes"]),
-        sample_rate=meta["sample_rate"],
-        n_samples=meta["n_samples"],
-        input_name=meta["input"],
-        output_name=meta["output"],
-        variant=str(meta.get("variant", "unknown")),
-        temperature=float(meta.get("temperature", 1.0)),
+        classes=tuple(str(c) for c in meta.classes),
+        sample_rate=meta.sample_rate,
+        n_samples=meta.n_samples,
+        input_name=meta.input,
+        output_name=meta.output,
+        variant=str(meta.variant),
+        temperature=float(meta.temperature),
         labeling=labeling,
     )
     _probe(loaded, side)

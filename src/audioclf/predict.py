@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from audioclf.audio import AUDIO_SUFFIXES
+from audioclf.deploy import ONNX_NAME
 from audioclf.errors import ArgumentParser, AudioclfError, brief
 from audioclf.inference import (
     SILENCE_DB,
@@ -29,7 +30,7 @@ from audioclf.inference import (
 )
 from audioclf.streaming import PcmDecoder, pcm_blocks, read_bounded
 
-DEFAULT_MODEL = Path("models/model.onnx")
+DEFAULT_MODEL = Path("models") / ONNX_NAME
 SCHEMA_VERSION = 2  # 2: calibrated probabilities, `unknown`, all scores, events, stdin and streams
 STDIN = "-"
 STDIN_MAX_MB = 256  # a 2-hour 16 kHz 16-bit mono WAV is 230 MB

@@ -21,8 +21,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,46 +33,12 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from audioclf.config import AugmentConfig, TrainConfig, to_dict
+from audioclf.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint
+from audioclf.config import AugmentConfig, TrainConfig
 from audioclf.distributed import SINGLE, DistContext, all_reduce_sum, broadcast_buffers, wrap
 from audioclf.errors import AudioclfError
-from audioclf.fileio import atomic_path
 from audioclf.metrics import confusion_matrix, per_class_scores
-from audioclf.modelio import save_torch
-from audioclf.models import Classifier, backbone_parameters, build_model
-
-CHECKPOINT_NAME = "last.pt"
-
-
-def select_device(preference: str, local_rank: int = 0) -> torch.device:
-    """`auto` → CUDA when present, else CPU. Asking for CUDA without one is a user error.
-    Under DDP each process takes the GPU of its local rank."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise AudioclfError("runtime.device is cuda but no CUDA device is visible; use auto or cpu")
-        if local_rank >= torch.cuda.device_count():
-            raise AudioclfError(
-                f"runtime.nproc: local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible); "
-                "set runtime.nproc to at most the GPU count"
-            )  # NCCL refuses two ranks on one GPU
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the container's share, not the host's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def configure_threads(threads: int, processes: int = 1) -> int:
-    """0 = the available cores shared among `processes` (DDP ranks on this host); torch's own
-    default can be lower inside containers or oversubscribe with several ranks."""
-    n = threads if threads > 0 else max(1, available_cores() // max(1, processes))
-    torch.set_num_threads(n)
-    return n
+from audioclf.network import Classifier, backbone_parameters, build_model
 
 
 def fit_normalization(x: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -144,17 +108,6 @@ class Timing:
         return self.data_s / self.step_s if self.step_s > 0 else 0.0
 
 
-@dataclass
-class TrainResult:
-    model: Classifier
-    best_epoch: int
-    best_val_f1: float
-    best_val_accuracy: float
-    history: list[EpochStats] = field(default_factory=list)
-    resumed_from: int | None = None
-    timing: Timing = field(default_factory=Timing)
-
-
 def _make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
     if cfg.scheduler == "onecycle":
         pct_start = cfg.warmup_frac
@@ -210,16 +163,12 @@ def predict_logits(
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-# Bump when the checkpoint's layout changes, so a checkpoint written by older code is not resumed.
-CHECKPOINT_FORMAT = 2
-
-
 def fingerprint(cfg: TrainConfig, x_shape: tuple, classes: list[str], train_rows: np.ndarray) -> str:
     """Identifies a run, so a checkpoint from other params, data or code layout is never resumed."""
     blob = json.dumps(
         [
             CHECKPOINT_FORMAT,
-            to_dict(cfg),
+            cfg.resolved(),
             list(x_shape),
             classes,
             hashlib.sha256(np.asarray(train_rows).tobytes()).hexdigest(),
@@ -227,18 +176,6 @@ def fingerprint(cfg: TrainConfig, x_shape: tuple, classes: list[str], train_rows
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def can_resume(checkpoint_dir: Path, run_id: str) -> bool:
-    """True when a checkpoint of exactly this run (same params, data and split) exists."""
-    path = checkpoint_dir / CHECKPOINT_NAME
-    if not path.is_file():
-        return False
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        return isinstance(ckpt, dict) and ckpt.get("fingerprint") == run_id  # a foreign file: start afresh
-    except (RuntimeError, EOFError, ValueError, KeyError, OSError, pickle.UnpicklingError):
-        return False  # a torn or foreign checkpoint: start afresh
 
 
 def epoch_generators(seed: int, epoch: int, rank: int) -> tuple[torch.Generator, np.random.Generator]:
@@ -296,6 +233,196 @@ def _validate(
     return float(total[0] / max(1.0, float(total[1]))), accuracy, f1
 
 
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What stays fixed over one training run: the data, the settings and the per-rank plan."""
+
+    x: np.ndarray
+    y: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    n_classes: int
+    cfg: TrainConfig
+    device: torch.device
+    ctx: DistContext
+    sampler: DistributedSampler
+    rank_batch: int
+    weights: torch.Tensor | None  # class weights of the loss, or None
+
+
+@dataclass
+class TrainState:
+    """What changes: the model, optimiser and schedule, early stopping and the history. Training
+    returns it (`TrainResult`), with the best epoch's weights loaded into `model`."""
+
+    model: Classifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    best_state: dict[str, torch.Tensor]
+    best_epoch: int = 0
+    best_val_f1: float = -1.0
+    best_val_accuracy: float = 0.0
+    bad_epochs: int = 0
+    epoch: int = 0  # the last completed epoch
+    history: list[EpochStats] = field(default_factory=list)
+    resumed_from: int | None = None
+    timing: Timing = field(default_factory=Timing)
+
+
+TrainResult = TrainState
+
+
+def start(
+    x: np.ndarray, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray, n_classes: int,
+    cfg: TrainConfig, device: torch.device, ctx: DistContext,
+) -> tuple[Run, TrainState]:  # fmt: skip
+    """Seeded initial weights (identical on every rank), optimiser, sampler and schedule."""
+    torch.manual_seed(cfg.seed)
+    mean, std = fit_normalization(x, train_rows)
+    model = build_model(
+        cfg.model, x.shape[1], n_classes, torch.from_numpy(mean), torch.from_numpy(std), cfg.arch_params
+    ).to(device)
+    optimizer = make_optimizer(cfg, model)
+    sampler = DistributedSampler(
+        range(len(train_rows)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
+    )  # pads the permutation so every rank takes the same number of steps (DDP needs that)
+    scheduler = _make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch(len(train_rows), cfg.batch_size, ctx))
+    weights = None
+    if cfg.class_weights:
+        counts = np.bincount(y[train_rows], minlength=n_classes).astype(np.float32)
+        weights = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / n_classes).to(device)
+    run = Run(
+        x, y, train_rows, val_rows, n_classes, cfg, device, ctx, sampler, max(1, cfg.batch_size // ctx.world_size),
+        weights,
+    )  # fmt: skip
+    return run, TrainState(model, optimizer, scheduler, copy.deepcopy(model.state_dict()))
+
+
+def resume(state: TrainState, ckpt: Checkpoint) -> None:
+    state.model.load_state_dict(ckpt.model)
+    state.optimizer.load_state_dict(ckpt.optimizer)
+    state.scheduler.load_state_dict(ckpt.scheduler)
+    state.best_state = ckpt.best_state
+    state.best_epoch, state.best_val_f1, state.best_val_accuracy = (
+        ckpt.best_epoch, ckpt.best_val_f1, ckpt.best_val_accuracy,
+    )  # fmt: skip
+    state.history = [EpochStats(**h) for h in ckpt.history]
+    state.bad_epochs, state.epoch, state.resumed_from = ckpt.bad_epochs, ckpt.epoch, ckpt.epoch
+
+
+def save(state: TrainState, path: Path, run_id: str) -> None:
+    ckpt = Checkpoint(
+        fingerprint=run_id, epoch=state.epoch, model=state.model.state_dict(),
+        optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
+        best_state=state.best_state, best_epoch=state.best_epoch, best_val_f1=state.best_val_f1,
+        best_val_accuracy=state.best_val_accuracy, bad_epochs=state.bad_epochs,
+        history=[dataclasses.asdict(h) for h in state.history],
+    )  # fmt: skip
+    save_checkpoint(ckpt, path)
+
+
+def train_step(
+    run: Run, state: TrainState, net: nn.Module, rows: np.ndarray, gen: torch.Generator, np_rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on `rows`; returns the loss and the (float32) logits, detached."""
+    cfg, device, model = run.cfg, run.device, state.model
+    t0 = time.perf_counter()
+    feats = load_batch(run.x, rows, device)
+    targets = torch.from_numpy(run.y[rows]).to(device, non_blocking=True)
+    t1 = time.perf_counter()
+    # augment in normalised space (a mask is then the training mean), feed model.net
+    feats = spec_augment((feats - model.mean) / model.std, cfg.augment, gen)
+    lam, partner = 1.0, None
+    if cfg.augment.mixup_alpha > 0:
+        lam = float(np_rng.beta(cfg.augment.mixup_alpha, cfg.augment.mixup_alpha))
+        partner = torch.randperm(len(rows), generator=gen).to(device)
+        feats = lam * feats + (1 - lam) * feats[partner]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = net(feats)  # bf16 autocast on CUDA: no loss scaling needed, unlike fp16
+    logits = logits.float()
+    loss = mixup_loss(logits, targets, cfg, run.weights, lam, partner)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.timing.data_s += t1 - t0
+    state.timing.step_s += time.perf_counter() - t0
+    state.timing.steps += 1
+    return loss.detach(), logits.detach()
+
+
+def train_epoch(run: Run, state: TrainState, net: nn.Module, epoch: int) -> tuple[float, float, float]:
+    """One pass over this rank's shard; (loss, accuracy, macro-F1) summed over ranks. The
+    divergence check sees the summed loss, so every rank stops together."""
+    gen, np_rng = epoch_generators(run.cfg.seed, epoch, run.ctx.rank)
+    run.sampler.set_epoch(epoch)
+    perm = run.train_rows[np.fromiter(iter(run.sampler), dtype=np.int64)]
+    state.model.train()
+    loss_sum, seen = 0.0, 0
+    cm = np.zeros((run.n_classes, run.n_classes), dtype=np.int64)
+    for rows in _batches(perm, run.rank_batch):
+        loss, logits = train_step(run, state, net, rows, gen, np_rng)
+        loss_sum += float(loss) * len(rows)
+        cm += confusion_matrix(run.y[rows], logits.argmax(1).cpu().numpy(), run.n_classes)
+        seen += len(rows)
+    train_cm = all_reduce_sum(torch.from_numpy(cm).to(run.device), run.ctx).cpu().numpy()
+    total = all_reduce_sum(torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=run.device), run.ctx)
+    if not math.isfinite(float(total[0])):
+        raise AudioclfError(
+            f"train: the loss became {float(total[0])} in epoch {epoch} (training diverged); lower "
+            f"train.lr ({run.cfg.lr:g}) or set train.grad_clip, and rerun (no model was written)"
+        )
+    return (float(total[0] / total[1]), *_scores(train_cm))
+
+
+def record(state: TrainState, stats: EpochStats) -> None:
+    """Add an epoch to the history; keep the best weights (val macro-F1) and count the rest."""
+    state.history.append(stats)
+    state.epoch = stats.epoch
+    if stats.val_f1_macro > state.best_val_f1:
+        state.best_epoch, state.best_val_f1, state.best_val_accuracy = (
+            stats.epoch,
+            stats.val_f1_macro,
+            stats.val_accuracy,
+        )
+        state.best_state = copy.deepcopy(state.model.state_dict())
+        state.bad_epochs = 0
+    else:
+        state.bad_epochs += 1
+
+
+class _Freezer:
+    """`train.freeze_epochs`: the backbone is frozen for the first epochs; DDP is re-wrapped when
+    that changes (it syncs the parameters that required grad when it was built)."""
+
+    def __init__(self, run: Run, state: TrainState) -> None:
+        self.run, self.model = run, state.model
+        self.frozen = backbone_parameters(run.cfg.model, state.model.net) if run.cfg.freeze_epochs > 0 else []
+        self.net, self.net_frozen = state.model.net, None
+
+    def net_for(self, epoch: int) -> nn.Module:
+        freeze = epoch <= self.run.cfg.freeze_epochs and bool(self.frozen)
+        for p in self.frozen:
+            p.requires_grad_(not freeze)
+        if self.net_frozen is not freeze:
+            self.net, self.net_frozen = wrap(self.model.net, self.run.ctx, self.run.device), freeze
+        return self.net
+
+    def release(self) -> None:
+        for p in self.frozen:
+            p.requires_grad_(True)  # a run that ends inside freeze_epochs still returns a trainable model
+
+
 def train_model(
     x: np.ndarray,
     y: np.ndarray,
@@ -309,151 +436,39 @@ def train_model(
     *,
     ctx: DistContext = SINGLE,
     progress: bool = True,
-) -> TrainResult:
+) -> TrainState:
     """x: (N, C, F, T) features (a memmap is fine), y: (N,) class ids. Rows index into both.
 
     `on_epoch` sees every epoch once, in order: on resume the epochs restored from the
     checkpoint are replayed first. Under DDP (`ctx.enabled`, process group initialised) every
     rank calls this with the same arguments; only rank 0 writes the checkpoint and calls
     `on_epoch`."""
-    torch.manual_seed(cfg.seed)  # the initial weights: identical on every rank
-    n_classes = len(classes)
-    mean, std = fit_normalization(x, train_rows)
-    model = build_model(
-        cfg.model, x.shape[1], n_classes, torch.from_numpy(mean), torch.from_numpy(std),
-        channels=cfg.channels, dropout=cfg.dropout, pretrained=cfg.pretrained,
-    ).to(device)  # fmt: skip
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = DistributedSampler(
-        range(len(train_rows)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
-    )  # pads the permutation so every rank takes the same number of steps (DDP needs that)
-    rank_batch = max(1, cfg.batch_size // ctx.world_size)
-    scheduler = _make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch(len(train_rows), cfg.batch_size, ctx))
-    weights = None
-    if cfg.class_weights:
-        counts = np.bincount(y[train_rows], minlength=n_classes).astype(np.float32)
-        weights = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / n_classes).to(device)
-    use_amp = device.type == "cuda"  # bf16 autocast: no loss scaling needed, unlike fp16
-
-    result = TrainResult(model=model, best_epoch=0, best_val_f1=-1.0, best_val_accuracy=0.0)
-    best_state = copy.deepcopy(model.state_dict())
-    bad_epochs, start_epoch = 0, 1
+    run, state = start(x, y, train_rows, val_rows, len(classes), cfg, device, ctx)
     run_id = fingerprint(cfg, tuple(x.shape), classes, train_rows)
     ckpt_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
-    if checkpoint_dir and can_resume(checkpoint_dir, run_id):
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        best_state = ckpt["best_state"]
-        result.best_epoch, result.best_val_f1 = ckpt["best_epoch"], ckpt["best_val_f1"]
-        result.best_val_accuracy = ckpt["best_val_accuracy"]
-        result.history = [EpochStats(**h) for h in ckpt["history"]]
-        bad_epochs, start_epoch = ckpt["bad_epochs"], ckpt["epoch"] + 1
-        result.resumed_from = ckpt["epoch"]
-        if ctx.is_main and on_epoch:
-            for stats in result.history:  # replay, so loggers see every epoch whatever DVC deleted
-                on_epoch(stats)
-
-    frozen = backbone_parameters(cfg.model, model.net) if cfg.freeze_epochs > 0 else []
-    net, net_frozen = model.net, None
-    bar = tqdm(total=cfg.epochs, initial=start_epoch - 1, desc="train", unit="epoch", disable=not progress)
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if bad_epochs >= cfg.patience:
+    ckpt = load_checkpoint(ckpt_path, run_id, device) if ckpt_path else None
+    if ckpt is not None:
+        resume(state, ckpt)
+    for stats in state.history if ctx.is_main and on_epoch else []:
+        on_epoch(stats)  # replay, so loggers see every epoch whatever DVC deleted
+    freezer = _Freezer(run, state)
+    bar = tqdm(total=cfg.epochs, initial=state.epoch, desc="train", unit="epoch", disable=not progress)
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if state.bad_epochs >= cfg.patience:
             break
-        freeze = epoch <= cfg.freeze_epochs and bool(frozen)
-        for p in frozen:
-            p.requires_grad_(not freeze)
-        if net_frozen is not freeze:  # DDP syncs the params that needed grads when it was built
-            net, net_frozen = wrap(model.net, ctx, device), freeze
-        gen, np_rng = epoch_generators(cfg.seed, epoch, ctx.rank)
-        sampler.set_epoch(epoch)
-        perm = train_rows[np.fromiter(iter(sampler), dtype=np.int64)]
-        model.train()
-        loss_sum, seen = 0.0, 0
-        cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-        for rows in _batches(perm, rank_batch):
-            t0 = time.perf_counter()
-            feats = load_batch(x, rows, device)
-            targets = torch.from_numpy(y[rows]).to(device, non_blocking=True)
-            t1 = time.perf_counter()
-            # augment in normalised space (a mask is then the training mean), feed model.net
-            feats = spec_augment((feats - model.mean) / model.std, cfg.augment, gen)
-            lam, partner = 1.0, None
-            if cfg.augment.mixup_alpha > 0:
-                lam = float(np_rng.beta(cfg.augment.mixup_alpha, cfg.augment.mixup_alpha))
-                partner = torch.randperm(len(rows), generator=gen).to(device)
-                feats = lam * feats + (1 - lam) * feats[partner]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = net(feats)
-            logits = logits.float()
-            loss = mixup_loss(logits, targets, cfg, weights, lam, partner)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(loss.detach()) * len(rows)
-            cm += confusion_matrix(y[rows], logits.detach().argmax(1).cpu().numpy(), n_classes)
-            seen += len(rows)
-            result.timing.data_s += t1 - t0
-            result.timing.step_s += time.perf_counter() - t0
-            result.timing.steps += 1
-
-        train_cm = all_reduce_sum(torch.from_numpy(cm).to(device), ctx).cpu().numpy()
-        train_total = all_reduce_sum(torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=device), ctx)
-        train_accuracy, train_f1 = _scores(train_cm)
-        if not math.isfinite(float(train_total[0])):  # summed over ranks: every rank stops together
-            raise AudioclfError(
-                f"train: the loss became {float(train_total[0])} in epoch {epoch} (training diverged); lower "
-                f"train.lr ({cfg.lr:g}) or set train.grad_clip, and rerun (no model was written)"
-            )
-        broadcast_buffers(model, ctx)
-        val_loss, val_accuracy, val_f1 = _validate(model, x, y, val_rows, n_classes, device, ctx)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=float(train_total[0] / train_total[1]),
-            train_accuracy=train_accuracy,
-            train_f1_macro=train_f1,
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            val_f1_macro=val_f1,
-            lr=float(scheduler.get_last_lr()[0]),
-        )
-        result.history.append(stats)
-        if stats.val_f1_macro > result.best_val_f1:
-            result.best_epoch, result.best_val_f1 = epoch, stats.val_f1_macro
-            result.best_val_accuracy = stats.val_accuracy
-            best_state = copy.deepcopy(model.state_dict())
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
+        train_loss, train_accuracy, train_f1 = train_epoch(run, state, freezer.net_for(epoch), epoch)
+        broadcast_buffers(state.model, ctx)
+        val_loss, val_accuracy, val_f1 = _validate(state.model, x, y, val_rows, len(classes), device, ctx)
+        lr = float(state.scheduler.get_last_lr()[0])
+        record(state, EpochStats(epoch, train_loss, train_accuracy, train_f1, val_loss, val_accuracy, val_f1, lr))
         bar.update(1)
-        bar.set_postfix(loss=f"{stats.train_loss:.3f}", val_f1=f"{stats.val_f1_macro:.3f}")
+        bar.set_postfix(loss=f"{train_loss:.3f}", val_f1=f"{val_f1:.3f}")
         if ctx.is_main and on_epoch:
-            on_epoch(stats)
+            on_epoch(state.history[-1])
         if ctx.is_main and ckpt_path:
-            ckpt = {
-                "fingerprint": run_id,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "best_state": best_state,
-                "best_epoch": result.best_epoch,
-                "best_val_f1": result.best_val_f1,
-                "best_val_accuracy": result.best_val_accuracy,
-                "bad_epochs": bad_epochs,
-                "history": [dataclasses.asdict(h) for h in result.history],
-                # no RNG states: epoch_generators and the sampler rebuild them from `epoch` exactly
-            }
-            with atomic_path(ckpt_path) as tmp:
-                save_torch(ckpt, tmp)
-
+            save(state, ckpt_path, run_id)
     bar.close()
-    for p in frozen:
-        p.requires_grad_(True)  # a run that ends inside freeze_epochs still returns a trainable model
-    model.load_state_dict(best_state)
-    model.eval()
-    return result
+    freezer.release()
+    state.model.load_state_dict(state.best_state)
+    state.model.eval()
+    return state

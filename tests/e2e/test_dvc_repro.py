@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from audioclf.metrics import macro_f1
 from tests.helpers import REPO, TINY_PARAMS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -68,7 +70,10 @@ def test_repro_runs_all_stages_then_nothing_then_only_what_changed(project: Path
     first = _run(["dvc", "repro"], project)
     assert _ran(first) == ["download", "split", "features", "train", "evaluate", "quantize"]
     head = json.loads((project / "metrics" / "eval.json").read_text())["test"]
-    assert head["n"] == 6 and 0.0 <= head["f1_macro"] <= 1.0
+    confusion = pd.read_csv(project / "metrics" / "plots" / "confusion.csv")
+    ids = {c: i for i, c in enumerate(sorted(set(confusion["actual"])))}
+    f1 = macro_f1(confusion["actual"].map(ids).to_numpy(), confusion["predicted"].map(ids).to_numpy(), len(ids))
+    assert head["n"] == 6 and head["f1_macro"] == pytest.approx(f1)  # the headline of what the plot lists
     assert (project / "models" / "model.onnx").is_file()
 
     assert _ran(_run(["dvc", "repro"], project)) == []

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from audioclf.errors import AudioclfError
-from tests.robustness.bad_inputs import cli, good_clips, one_line_error, write_params, write_raw
+from tests.robustness.bad_inputs import cli, good_clips, one_line_error, write_raw
 
 CASES = [  # (params blocks, stage, what the one line must say)
     ({"train": {"epochz": 3}}, "split", r"`train\.epochz` is not a known key; known keys of `train`: model, "),
@@ -85,7 +85,6 @@ def test_the_new_params_are_declared_for_the_features_stage() -> None:
     for key in ("on_bad_audio", "max_skipped_frac"):
         assert f"features.{key}" in STAGE_PARAMS["features"] and f"features.{key}" in stages["features"]["params"]
         assert key in params
-    assert write_params  # the shared tiny params stay importable
 
 
 def test_a_train_split_of_one_clip_is_refused(tmp_path: Path, capsys) -> None:
@@ -103,7 +102,7 @@ def test_a_one_step_warm_up_trains(tmp_path: Path) -> None:
     import torch
 
     from audioclf.stages import train
-    from tests.stages.test_train_resume import write_tiny_project
+    from tests.helpers import write_tiny_project
 
     threads = torch.get_num_threads()
     try:
@@ -117,7 +116,7 @@ def test_a_learning_rate_that_makes_training_diverge_stops_it_without_a_model(tm
     """lr 1e8 turns the weights into NaN within an epoch: that must not be shipped as a model."""
     import torch
 
-    from tests.stages.test_train_resume import write_tiny_project
+    from tests.helpers import write_tiny_project
 
     argv = write_tiny_project(tmp_path, epochs=3, lr=1e8, grad_clip=None)
     threads = torch.get_num_threads()

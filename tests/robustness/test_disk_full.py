@@ -18,6 +18,7 @@ from audioclf.errors import AudioclfError
 from audioclf.fetch import Fetcher
 from audioclf.stages import download, features
 from audioclf.stages import train as train_stage
+from tests.helpers import write_tiny_project
 from tests.robustness.bad_inputs import (
     cli,
     good_clips,
@@ -29,7 +30,6 @@ from tests.robustness.bad_inputs import (
     write_raw,
 )
 from tests.sources.mirror_server import MirrorServer
-from tests.stages.test_train_resume import write_tiny_project
 
 
 def enospc(path: object = None) -> OSError:

@@ -17,6 +17,7 @@ import torch
 
 from audioclf.stages import download, features
 from audioclf.stages import train as train_stage
+from tests.helpers import checkpoint_epoch, logs, spy_epochs, state, write_tiny_project
 from tests.robustness.bad_inputs import (
     good_clips,
     interrupt_when,
@@ -27,7 +28,6 @@ from tests.robustness.bad_inputs import (
     write_raw,
 )
 from tests.sources.mirror_server import MirrorServer
-from tests.stages.test_train_resume import checkpoint_epoch, logs, state, write_tiny_project
 
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGKILL, id="SIGKILL")]
 
@@ -100,7 +100,7 @@ EPOCHS = 8
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
-def test_training_interrupted_then_rerun(tmp_path: Path, sig: int) -> None:
+def test_training_interrupted_then_rerun(tmp_path: Path, sig: int, monkeypatch) -> None:
     threads = torch.get_num_threads()
     try:
         train_stage.main(write_tiny_project(tmp_path / "ref", epochs=EPOCHS))
@@ -110,8 +110,11 @@ def test_training_interrupted_then_rerun(tmp_path: Path, sig: int) -> None:
         proc = start_stage(root, "train", argv)
         err = interrupt_when(proc, ckpt.is_file, sig)
         _check_exit(proc.returncode, err, sig)
-        assert 1 <= checkpoint_epoch(ckpt) < EPOCHS and not (root / "models" / "model.pt").exists()
+        killed_at = checkpoint_epoch(ckpt)
+        assert 1 <= killed_at < EPOCHS and not (root / "models" / "model.pt").exists()
+        trained = spy_epochs(monkeypatch)
         train_stage.main(argv)  # resumes from the checkpoint
+        assert trained == list(range(killed_at + 1, EPOCHS + 1))
     finally:
         torch.set_num_threads(threads)
     ref, resumed = state(tmp_path / "ref" / "models"), state(root / "models")

@@ -14,18 +14,18 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from audioclf.checkpoint import CHECKPOINT_KEYS
+from audioclf.deploy import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY
 from audioclf.fileio import sha256_file
-from audioclf.inference import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY
-from audioclf.modelio import save_model
-from audioclf.models import build_model
+from tests.helpers import tiny_net, write_tiny_project
 from tests.robustness.bad_inputs import AUDIO_CASES, UNUSABLE, build_audio, cli, leftovers, one_line_error
-from tests.stages.test_train_resume import write_tiny_project
 
 CLASSES = ["c0", "c1", "c2", "c3"]  # write_tiny_project's: features (60, 1, 16, 20)
 SHAPE = [1, 16, 20]
 
 
 def sidecar(classes=CLASSES, shape=SHAPE, arch: str = "convnet") -> dict:
+    """A model.json as the train stage wrote it before `format` existed (format 1): it still loads."""
     return {
         "architecture": arch,
         "model_params": {"channels": [4, 8], "dropout": 0.0},
@@ -40,16 +40,16 @@ def sidecar(classes=CLASSES, shape=SHAPE, arch: str = "convnet") -> dict:
 
 
 def net(arch: str = "convnet", n_classes: int = 4, in_channels: int = 1, n_freq: int = 16) -> torch.nn.Module:
-    torch.manual_seed(0)
-    mean, std = torch.full((in_channels, n_freq), -40.0), torch.full((in_channels, n_freq), 2.0)
-    return build_model(arch, in_channels, n_classes, mean, std, channels=[4, 8], dropout=0.0)
+    return tiny_net(arch, n_classes, in_channels, n_freq)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("project")
     argv = write_tiny_project(root)
-    save_model(net(), sidecar(), root / "models")
+    (root / "models").mkdir()
+    torch.save(net().state_dict(), root / "models" / "model.pt")
+    (root / "models" / "model.json").write_text(json.dumps(sidecar()))
     return root, argv
 
 
@@ -72,7 +72,7 @@ def _weights(state: object):
     return lambda path: torch.save(state, path)
 
 
-CHECKPOINT = {"fingerprint": "x", "epoch": 3, "model": net().state_dict(), "optimizer": {}, "history": []}
+CHECKPOINT = {**dict.fromkeys(CHECKPOINT_KEYS, 0), "fingerprint": "x", "model": net().state_dict(), "history": []}
 CASES = {  # name: (write model.pt, sidecar, expected message)
     "other architecture": (_weights(net("resnet18").state_dict()), sidecar(),
                            r"model\.pt: its weights are not those of a convnet for 4 classes .*another architecture"),
@@ -90,6 +90,12 @@ CASES = {  # name: (write model.pt, sidecar, expected message)
     "sidecar not JSON": (_weights(net().state_dict()), "{", r"model\.json: not a readable JSON sidecar"),
     "sidecar of something else": (_weights(net().state_dict()), {"classes": CLASSES},
                                   r"model\.json: lacks architecture, model_params, input_shape, normalization"),
+    "sidecar of a newer version": (_weights(net().state_dict()), {**sidecar(), "format": 99},
+                                   r"model\.json: format 99 is not one this version reads .*re-run train"),
+    "format-1 resnet sidecar": (_weights(net("resnet18").state_dict()), sidecar(arch="resnet18"),
+                                r"model\.json: `model_params\.channels` is not a known key.*retrain"),
+    "unknown architecture": (_weights(net().state_dict()), sidecar(arch="vgg11"),
+                             r"model\.json: architecture is 'vgg11'; choose one of convnet, .*retrain"),
 }  # fmt: skip
 
 

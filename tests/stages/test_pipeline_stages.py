@@ -9,7 +9,9 @@ import torch
 
 from audioclf.audio import load_clip
 from audioclf.config import DESIGN_EVAL_KEYS, FeaturesConfig
+from audioclf.deploy import DEPLOY_FORMAT
 from audioclf.features import FeatureExtractor
+from audioclf.metrics import macro_f1
 from audioclf.stages import split as split_stage
 from tests.helpers import write_params
 
@@ -52,7 +54,10 @@ def test_train_writes_model_sidecar_and_learning_curves(tiny_run):
     assert (tiny_run / "models" / "model.pt").is_file()
     assert (tiny_run / "models" / "checkpoints" / "last.pt").is_file()
     summary = json.loads((tiny_run / "metrics" / "train" / "metrics.json").read_text())
-    assert 1 <= summary["best"]["epoch"] <= 3 and 0 <= summary["best"]["val_f1_macro"] <= 1
+    val_f1 = pd.read_csv(tiny_run / "metrics" / "train" / "plots" / "metrics" / "val" / "f1_macro.tsv", sep="\t")
+    best = int(val_f1["f1_macro"].to_numpy().argmax())  # the shipped epoch is the best one logged
+    assert summary["best"]["epoch"] == best + 1 == sidecar["best_epoch"]
+    assert summary["best"]["val_f1_macro"] == pytest.approx(val_f1["f1_macro"].iloc[best])
     loss = pd.read_csv(tiny_run / "metrics" / "train" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
     assert len(loss) == 3 and loss["loss"].iloc[-1] < loss["loss"].iloc[0]  # it learned something
 
@@ -61,10 +66,13 @@ def test_evaluate_writes_design_metric_keys_and_plots(tiny_run):
     metrics = tiny_run / "metrics"
     head = json.loads((metrics / "eval.json").read_text())["test"]
     assert set(head) == set(DESIGN_EVAL_KEYS)
-    assert head["n"] == 6 and 0 <= head["f1_macro"] <= 1
     per_class = json.loads((metrics / "per_class.json").read_text())
     assert set(per_class) == {"buzz", "clicks", "whistle"}
     confusion = pd.read_csv(metrics / "plots" / "confusion.csv")
+    # the headline is the macro-F1 of the predictions the plot data lists
+    ids = {c: i for i, c in enumerate(sorted(per_class))}
+    f1 = macro_f1(confusion["actual"].map(ids).to_numpy(), confusion["predicted"].map(ids).to_numpy(), 3)
+    assert head["n"] == 6 and head["f1_macro"] == pytest.approx(f1)
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 6
     assert (metrics / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(pd.read_csv(metrics / "mistakes.csv").columns)[:4] == ["path", "actual", "predicted", "probability"]
@@ -84,7 +92,8 @@ def test_quantize_reports_variants_and_deploys_with_sidecar(tiny_run):
     assert report["deployed"] == "fp32"
     for variant in ("fp32", "int8_static"):
         row = report[variant]
-        assert row["size_mb"] > 0 and row["latency_ms_b1"] > 0 and 0 <= row["f1_macro"] <= 1
+        assert row["size_mb"] > 0 and row["latency_ms_b1"] > 0
+        assert row["f1_drop"] == round(report["fp32"]["f1_macro"] - row["f1_macro"], 4)
     assert report["fp32"]["argmax_agreement"] == 1.0 and report["fp32"]["max_abs_diff"] < 1e-3
     # the network's weights shrink; the front-end's DFT kernel stays float32 in every variant
     assert network_bytes(tiny_run / "models/variants/int8_static.onnx") < network_bytes(tiny_run / "models/model.onnx")
@@ -93,6 +102,7 @@ def test_quantize_reports_variants_and_deploys_with_sidecar(tiny_run):
     assert sidecar["temperature"] == calibration["temperature"] > 0
     assert set(calibration["test"]) == {"uncalibrated", "calibrated"}
     assert sidecar["classes"] == ["buzz", "clicks", "whistle"] and sidecar["n_samples"] == 16000
+    assert sidecar["format"] == DEPLOY_FORMAT and sidecar["test_f1_macro"] == report["fp32"]["f1_macro"]
     assert (tiny_run / "models" / "model.onnx").stat().st_size == pytest.approx(
         report["fp32"]["size_mb"] * 1e6, rel=1e-3
     )

@@ -1,5 +1,6 @@
 """The train stage end to end on a tiny cache: SIGKILL it once checkpoint N exists, rerun, and
-the shipped weights and the DVCLive logs equal an uninterrupted run's bit for bit."""
+the rerun trains only the epochs after the checkpoint, and the shipped weights and the DVCLive
+logs equal an uninterrupted run's bit for bit."""
 
 from __future__ import annotations
 
@@ -15,38 +16,14 @@ import pytest
 import torch
 
 from audioclf.stages import train as train_stage
-from tests.helpers import write_train_project
+from tests.helpers import checkpoint_epoch, logs, spy_epochs, state, write_tiny_project
 
 EPOCHS = 40
 KILL_AFTER = 3
 
 
-def write_tiny_project(root: Path, n: int = 60, **train: object) -> list[str]:
-    """features (n, 1, 16, 20) float16 + index/meta, splits and params; returns the stage argv."""
-    return write_train_project(
-        root, n=n, n_folds=5, noise=2.0, band=2, boost=3.0,
-        train={"patience": 100, **train},
-        runtime={"device": "cpu", "threads": 1},  # one thread: bit-identical across processes
-    )  # fmt: skip
-
-
-def checkpoint_epoch(path: Path) -> int:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    except (FileNotFoundError, RuntimeError, EOFError):
-        return 0
-
-
-def state(models: Path) -> dict[str, torch.Tensor]:
-    return torch.load(models / "model.pt", map_location="cpu", weights_only=True)
-
-
-def logs(live: Path) -> dict[str, str]:
-    return {str(p.relative_to(live)): p.read_text() for p in sorted((live / "plots").rglob("*.tsv"))}
-
-
 @pytest.mark.slow
-def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     threads = torch.get_num_threads()
     try:
         ref_argv = write_tiny_project(tmp_path / "ref", epochs=EPOCHS)
@@ -75,7 +52,9 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert KILL_AFTER <= killed_at < EPOCHS, f"not killed mid-run (checkpoint epoch {killed_at})"
     assert not (root / "models" / "model.pt").exists()
 
+    trained = spy_epochs(monkeypatch)
     train_stage.main(argv)  # the rerun resumes from the checkpoint
+    assert trained == list(range(killed_at + 1, EPOCHS + 1))
     torch.set_num_threads(threads)
     ref, resumed = state(tmp_path / "ref" / "models"), state(root / "models")
     assert ref.keys() == resumed.keys()

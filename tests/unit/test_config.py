@@ -1,17 +1,65 @@
-import pytest
+import dataclasses
+import subprocess
+import sys
 
-from audioclf.config import STAGE_PARAMS, Params, load_params, params_from_dict
+import pytest
+import yaml
+
+from audioclf import models
+from audioclf.config import DATASETS, FEATURE_KINDS, STAGE_PARAMS, Params, load_params, params_from_dict, to_dict
 from audioclf.errors import AudioclfError
 from tests.helpers import REPO
 
 
-def test_repo_params_yaml_loads_with_defaults_matching_dataclasses():
+def _keys(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        out.add(prefix + key)
+        if isinstance(value, dict):
+            out |= _keys(value, f"{prefix}{key}.")
+    return out
+
+
+def test_repo_params_yaml_is_exactly_the_dataclass_defaults_in_every_block():
+    """The defaults live in config.py (and each model file); params.yaml spells out every one of
+    them, with the same values, so running with an empty params file changes nothing."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
     params = load_params(REPO / "params.yaml")
-    assert params.data.dataset == "synthetic"
-    assert params.train.model == "convnet"
-    # the file spells out every default: nothing in it silently differs from the code's intent
-    assert params.features == Params().features
-    assert params.split == Params().split
+    defaults = Params()
+    assert [f.name for f in dataclasses.fields(Params)] == list(raw)
+    for block in raw:
+        assert getattr(params, block) == getattr(defaults, block), block
+        # every key of the block is written out (the model blocks: the chosen model's, at least)
+        assert _keys(raw[block]) == _keys(to_dict(getattr(defaults, block))), block
+
+
+def test_each_model_block_in_params_yaml_is_its_models_defaults():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())["train"]["model_params"]
+    for name, block in raw.items():
+        assert models.get(name).params(**block) == models.get(name).params(), name
+
+
+def test_corpus_and_feature_kind_names_are_their_registries():
+    from audioclf.features import FEATURE_KINDS as EXTRACTORS
+    from audioclf.sources import _REGISTRY as SOURCES
+
+    assert set(DATASETS) == set(SOURCES)
+    assert set(FEATURE_KINDS) == set(EXTRACTORS)
+
+
+def test_validating_every_block_imports_no_torch():
+    code = (
+        "import sys; from audioclf.config import load_params; "
+        f"p = load_params({str(REPO / 'params.yaml')!r}); "
+        "assert p.train.arch_params.channels; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_switching_the_model_alone_takes_its_defaults():
+    params = params_from_dict({"train": {"model": "resnet18", "model_params": {"convnet": {"channels": [4]}}}})
+    assert params.train.arch_params == models.get("resnet18").params()
+    assert params.train.resolved()["model_params"] == {"resnet18": {"dropout": 0.2, "pretrained": "none"}}
 
 
 @pytest.mark.parametrize(
@@ -30,6 +78,13 @@ def test_repo_params_yaml_loads_with_defaults_matching_dataclasses():
         ({"quantize": {"deploy": "int8_static", "variants": ["fp32"]}}, "quantize.deploy"),
         ({"data": {"sample_rate": "fast"}}, "data.sample_rate"),
         ({"train": {"augment": {"mixup": 0.2}}}, "train.augment.mixup"),
+        ({"train": {"model_params": {"convnet": {"channel": [4]}}}}, "train.model_params.convnet.channel"),
+        ({"train": {"model_params": {"convnet": {"channels": "4"}}}}, "train.model_params.convnet.channels"),
+        ({"train": {"model_params": {"convnet": {"dropout": 1.5}}}}, "train.model_params.convnet.dropout"),
+        ({"train": {"model_params": {"resnet18": {"pretrained": "yes"}}}}, "train.model_params.resnet18.pretrained"),
+        ({"train": {"model_params": {"vgg": {}}}}, "train.model_params.vgg"),
+        ({"train": {"model_params": [1]}}, "train.model_params"),
+        ({"train": {"optimizer": "adam"}}, "train.optimizer"),
     ],
 )
 def test_bad_params_name_the_key(raw, key):

@@ -17,12 +17,13 @@ import torch.multiprocessing as mp
 
 from audioclf.config import TrainConfig
 from audioclf.distributed import DistContext, context_from_env, torchrun_command, wrap
-from audioclf.models import build_model
+from audioclf.models.convnet import ConvNetParams
+from audioclf.network import build_model
 from audioclf.training import mixup_loss
 from tests.helpers import write_train_project
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-CFG = TrainConfig(channels=[4, 8], label_smoothing=0.1)
+CFG = TrainConfig(model_params={"convnet": {"channels": [4, 8]}}, label_smoothing=0.1)
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,7 +33,7 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
-    m = build_model("convnet", 1, 4, torch.zeros(1, 16), torch.ones(1, 16), channels=[4, 8], dropout=0.0)
+    m = build_model("convnet", 1, 4, torch.zeros(1, 16), torch.ones(1, 16), ConvNetParams([4, 8], 0.0))
     return m.eval()  # BatchNorm in eval mode: batch statistics would differ between halves
 
 

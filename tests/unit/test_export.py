@@ -18,65 +18,19 @@ import torch
 from audioclf import export
 from audioclf.audio import load_clip
 from audioclf.config import FeaturesConfig
-from audioclf.features import FeatureExtractor, build_cache, n_channels
-from audioclf.models import build_model
+from audioclf.features import FeatureExtractor, build_cache
+from tests.helpers import (
+    CLASSES,
+    N_SAMPLES,
+    OPSET,
+    SAMPLE_RATE,
+    export_tiny_model,
+    tiny_features,
+    waveforms,
+)
 
-SAMPLE_RATE = 8000
-DURATION_S = 0.5
-N_SAMPLES = 4000
-CLASSES = ["hum", "whistle", "hiss"]  # what `synth_clip` makes: low tone, high tone, noise
-FEATURES = FeaturesConfig(n_fft=256, win_length=200, hop_length=80, n_mels=16, n_mfcc=8)
-OPSET = 18
+FEATURES = tiny_features()
 DB_ATOL = 1e-2  # dB; float32 STFT reordering moves bins ~70 dB below the peak by ~1e-3 dB
-
-
-def synth_clip(label: int, rng: np.random.Generator, n: int = N_SAMPLES) -> np.ndarray:
-    """A clip of class `label` (index into CLASSES) at a random level: float32 (n,)."""
-    t = np.arange(n) / SAMPLE_RATE
-    if label == 0:
-        wave = np.sin(2 * np.pi * rng.uniform(150, 400) * t)
-    elif label == 1:
-        wave = np.sin(2 * np.pi * rng.uniform(2000, 3500) * t)
-    else:
-        wave = 0.6 * rng.standard_normal(n)
-    return (rng.uniform(0.2, 0.6) * wave).astype(np.float32)
-
-
-def waveforms(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n, N_SAMPLES) float32 clips cycling through the classes, and their labels."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % len(CLASSES)
-    return np.stack([synth_clip(y, rng) for y in labels]), labels
-
-
-def tiny_classifier(seed: int = 0, steps: int = 25) -> export.WaveformClassifier:
-    """A convnet [4, 8] trained for a few full-batch steps on `synth_clip`s: enough to separate
-    the three classes, so argmax comparisons and predicted timelines mean something."""
-    torch.manual_seed(seed)
-    extractor = FeatureExtractor(FEATURES, SAMPLE_RATE)
-    waves, labels = waveforms(48, seed)
-    with torch.no_grad():
-        feats = extractor(torch.from_numpy(waves))
-    mean, std = feats.mean(dim=(0, 3)), feats.std(dim=(0, 3)) + 1e-3
-    net = build_model("convnet", n_channels(FEATURES.kind), len(CLASSES), mean, std, channels=[4, 8], dropout=0.0)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.03)
-    target = torch.from_numpy(labels)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(net(feats), target).backward()
-        optimizer.step()
-    return export.WaveformClassifier(extractor, net).eval()
-
-
-def export_tiny_model(out_dir: Path, variant: str = "fp32") -> tuple[Path, export.WaveformClassifier]:
-    """`out_dir/model.onnx` + `model.onnx.json`, as the quantize stage deploys them."""
-    full = tiny_classifier()
-    path = out_dir / "model.onnx"
-    export.export_onnx(full, N_SAMPLES, path, OPSET)
-    export.deploy_copy(path, path, CLASSES, SAMPLE_RATE, N_SAMPLES)  # the graph metadata predict requires
-    sidecar = export.deployment_sidecar(CLASSES, SAMPLE_RATE, DURATION_S, N_SAMPLES, variant)
-    (out_dir / "model.onnx.json").write_text(json.dumps(sidecar, indent=2))
-    return path, full
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,11 @@ from onnx import TensorProto, helper, numpy_helper
 from audioclf import load_model
 from audioclf.audio import load_clip, resample
 from audioclf.cli import main
+from audioclf.deploy import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY
 from audioclf.errors import AudioclfError
-from audioclf.inference import ONNX_CLASSES_KEY, ONNX_N_SAMPLES_KEY, ONNX_SAMPLE_RATE_KEY, SILENCE_DB, UNKNOWN
+from audioclf.inference import SILENCE_DB, UNKNOWN
 from audioclf.streaming import PcmDecoder, StreamResampler, Windower, window_starts
-from tests.unit.test_export import CLASSES, N_SAMPLES, SAMPLE_RATE, export_tiny_model, synth_clip
+from tests.helpers import CLASSES, N_SAMPLES, SAMPLE_RATE, export_tiny_model, synth_clip
 from tests.unit.test_predict import NO_TORCH
 
 HUM, WHISTLE, HISS = range(3)

@@ -1,4 +1,5 @@
-"""The model registry, first-conv adaptation and ImageNet weights from a local torch cache."""
+"""The model registry (one file per architecture, typed params), first-conv adaptation and
+ImageNet weights from a local torch cache."""
 
 from __future__ import annotations
 
@@ -6,28 +7,32 @@ import pytest
 import torch
 import torchvision
 
-from audioclf.config import MODELS
+from audioclf import models
+from audioclf.config import TrainConfig
 from audioclf.errors import AudioclfError
-from audioclf.models import (
-    IMAGENET_WEIGHTS,
-    MODEL_BUILDERS,
-    adapt_first_conv,
-    backbone_parameters,
-    build_model,
-    imagenet_weights_path,
-)
+from audioclf.models.convnet import ConvNetParams
+from audioclf.models.resnet import IMAGENET_WEIGHTS, adapt_first_conv, imagenet_weights_path
+from audioclf.network import backbone_parameters, build_model
+
+MODELS = sorted(models.architectures())
 
 
 def make(name: str, in_channels: int = 1, n_classes: int = 5, **kw: object):
     mean, std = torch.zeros(in_channels, 32), torch.ones(in_channels, 32)
-    return build_model(name, in_channels, n_classes, mean, std, channels=[4, 8], dropout=0.1, **kw)
+    params = {"channels": [4, 8], "dropout": 0.1} if name == "convnet" else {"dropout": 0.1}
+    arch_params = models.get(name).params(**{**params, **kw}) if name in MODELS else None
+    return build_model(name, in_channels, n_classes, mean, std, arch_params)
 
 
-def test_registry_and_params_validation_know_the_same_names():
-    assert set(MODEL_BUILDERS) == set(MODELS)
+def test_the_registry_is_the_model_files_and_each_has_typed_default_params():
+    assert MODELS == ["convnet", "resnet18", "resnet34"]
+    for name in MODELS:
+        cfg = TrainConfig(model=name)  # `-S train.model=X` alone: X with its defaults
+        assert cfg.arch_params == models.get(name).params()
+        assert list(cfg.resolved()["model_params"]) == [name]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("in_channels", [1, 2])
 def test_every_model_maps_features_to_logits(name, in_channels):
     model = make(name, in_channels).eval()
@@ -37,7 +42,7 @@ def test_every_model_maps_features_to_logits(name, in_channels):
 
 
 def test_convnet_depth_and_width_follow_channels():
-    model = build_model("convnet", 1, 3, torch.zeros(1, 8), torch.ones(1, 8), channels=[2, 4, 6], dropout=0.5)
+    model = build_model("convnet", 1, 3, torch.zeros(1, 8), torch.ones(1, 8), ConvNetParams([2, 4, 6], 0.5))
     convs = [m for m in model.net.features.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.out_channels for c in convs] == [2, 2, 4, 4, 6, 6]
     assert model.net.head[1].p == 0.5
@@ -96,7 +101,7 @@ def test_missing_imagenet_weights_name_the_file(torch_home):
     expected = str(torch_home / "hub" / "checkpoints" / "resnet34-b627a593.pth")
     with pytest.raises(AudioclfError, match="not found") as err:
         make("resnet34", pretrained="imagenet")
-    assert expected in str(err.value) and "train.pretrained" in str(err.value)
+    assert expected in str(err.value) and "train.model_params.resnet34.pretrained" in str(err.value)
 
 
 def test_a_wrong_weights_file_is_a_user_error(torch_home):

@@ -25,7 +25,7 @@ from audioclf.audio import fix_length, load_clip
 from audioclf.cli import main
 from audioclf.metrics import softmax
 from audioclf.streaming import window_starts
-from tests.unit.test_export import CLASSES, DURATION_S, N_SAMPLES, SAMPLE_RATE, export_tiny_model, synth_clip
+from tests.helpers import CLASSES, DURATION_S, N_SAMPLES, SAMPLE_RATE, export_tiny_model, synth_clip
 
 HUM, WHISTLE, HISS = range(3)
 
@@ -191,6 +191,7 @@ def test_a_model_can_be_shipped_alone_under_any_name(model, clips, tmp_path, cap
         ({"output": "probs"}, "output 'probs' but"),
         ({"n_samples": 4001}, "≠ n_samples 4001"),
         ({"sample_rate": "8k"}, "missing or invalid sample_rate"),
+        ({"format": 99}, "format 99 is not one this version reads (1..2); re-run quantize"),
         (None, "sidecar not found"),
     ],
 )
@@ -204,6 +205,15 @@ def test_sidecar_that_disagrees_with_the_model_is_one_clear_error(model, clips, 
     assert code == 2 and out == ""
     assert err.startswith(f"audioclf: error: {tmp_path / 'model.onnx.json'}: ") and err.count("\n") == 1
     assert message in err
+
+
+def test_a_sidecar_written_before_the_format_version_still_loads(model, clips, tmp_path, capsys):
+    old = tmp_path / "model.onnx"
+    shutil.copy(model, old)
+    side = json.loads(model.with_name("model.onnx.json").read_text())
+    assert side.pop("format") == 2
+    (tmp_path / "model.onnx.json").write_text(json.dumps(side))
+    assert predict_json([clips["exact"]], old, capsys)["predictions"][0]["label"] in CLASSES
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,6 @@ from audioclf.config import DataConfig
 from audioclf.errors import AudioclfError
 from audioclf.fetch import Fetcher, UnusableAudio
 
-METADATA_COLUMNS = ("path", "label", "fold", "group")
-
 Done = Callable[[dict, Path], None]
 Reject = Callable[[dict, str], None]  # (row, reason): the row's file arrived but is not usable audio
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.fetch import basename, check_location, is_remote, join, parent, scheme_of
 from audioclf.sources.base import Preset, Source, safe_relpath
 
@@ -35,8 +35,7 @@ class CSVSource(Source):
         except UnicodeDecodeError as exc:
             raise AudioclfError(f"{location}: not UTF-8 text ({exc.reason}); save the CSV as UTF-8") from None
         except (ValueError, pd.errors.ParserError) as exc:
-            first = " ".join(str(exc).split())[:160]
-            raise AudioclfError(f"{location}: not a readable CSV ({first}); fix the file") from None
+            raise AudioclfError(f"{location}: not a readable CSV ({brief(exc)}); fix the file") from None
         frame.columns = [str(c).strip() for c in frame.columns]
         columns = {
             "csv_path_column": cfg.csv_path_column,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.fetch import check_location, join
 from audioclf.sources.base import Source
 
@@ -30,8 +30,7 @@ class PerFileSource(Source):
         try:
             frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
         except (ValueError, pd.errors.ParserError) as exc:
-            first = " ".join(str(exc).split())[:160]
-            raise AudioclfError(f"{uri}: not a readable CSV ({first}); check data.source") from None
+            raise AudioclfError(f"{uri}: not a readable CSV ({brief(exc)}); check data.source") from None
         frame.columns = [str(c).strip() for c in frame.columns]
         missing = [c for c in required if c not in frame.columns]
         if missing:

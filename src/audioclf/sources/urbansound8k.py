@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.sources.archived import ArchiveSource
 from audioclf.sources.base import Preset
 
@@ -39,9 +39,8 @@ class UrbanSound8KSource(ArchiveSource):
         try:
             meta = pd.read_csv(io.StringIO(read_text(METADATA).lstrip("\ufeff")), dtype=str, keep_default_na=False)
         except (ValueError, pd.errors.ParserError) as exc:
-            first = " ".join(str(exc).split())[:160]
             raise AudioclfError(
-                f"{self.location}: {METADATA} is not a readable CSV ({first}); the file is damaged"
+                f"{self.location}: {METADATA} is not a readable CSV ({brief(exc)}); the file is damaged"
             ) from None
         missing = [c for c in COLUMNS if c not in meta.columns]
         if missing:

@@ -9,10 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from audioclf.config import Params, load_params
-from audioclf.errors import ArgumentParser, AudioclfError
-from audioclf.fileio import read_metadata_csv
-
-METADATA_COLUMNS = ("path", "label", "fold", "group")
+from audioclf.errors import ArgumentParser, AudioclfError, brief
+from audioclf.fileio import METADATA_COLUMNS, read_metadata_csv
 
 
 def parser(stage: str, description: str) -> argparse.ArgumentParser:
@@ -40,8 +38,7 @@ def read_metadata(path: Path) -> pd.DataFrame:
     try:
         meta = read_metadata_csv(path)
     except (ValueError, pd.errors.ParserError) as exc:  # EmptyDataError and UnicodeDecodeError too
-        first = " ".join(str(exc).split())[:160]
-        raise AudioclfError(f"{path}: not a readable CSV ({first}); {rerun}") from None
+        raise AudioclfError(f"{path}: not a readable CSV ({brief(exc)}); {rerun}") from None
     missing = [c for c in METADATA_COLUMNS if c not in meta.columns]
     if missing:
         raise AudioclfError(f"{path}: missing column(s) {missing} (has {list(meta.columns)}); {rerun}")

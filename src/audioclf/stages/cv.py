@@ -15,8 +15,9 @@ from audioclf.crossval import aggregate, available_folds, fold_rows, load_cv_fol
 from audioclf.errors import AudioclfError
 from audioclf.fileio import read_json, write_json
 from audioclf.metrics import classification_report, softmax
+from audioclf.runtime import configure_threads, select_device
 from audioclf.stages.common import parser, say
-from audioclf.training import configure_threads, predict_logits, select_device, train_model
+from audioclf.training import predict_logits, train_model
 
 
 def run_fold(fold: int, params_path: Path, cv_params: Path, features: Path, out_dir: Path) -> dict:

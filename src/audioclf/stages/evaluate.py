@@ -17,8 +17,10 @@ from audioclf.fileio import remove_stale_temps, write_csv, write_json
 from audioclf.metrics import classification_report, confusion_matrix, softmax
 from audioclf.modelio import check_features_match, load_model
 from audioclf.report import plot_confusion
+from audioclf.runtime import configure_threads, select_device
+from audioclf.sidecar import SIDECAR_NAME
 from audioclf.stages.common import params, parser, say
-from audioclf.training import configure_threads, predict_logits, select_device
+from audioclf.training import predict_logits
 
 
 def mistakes_table(paths: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str], n: int) -> pd.DataFrame:
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_threads(cfg.runtime.threads)
     cache = load_cache(args.features)
     model, meta = load_model(args.models)
-    check_features_match(meta, cache.meta, args.models / "model.json")
+    check_features_match(meta, cache.meta, args.models / SIDECAR_NAME)
     test = read_split(args.splits, "test")
     rows = cache.rows_for(test, "test")
     if len(rows) == 0:

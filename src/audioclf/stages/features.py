@@ -16,7 +16,7 @@ import pandas as pd
 from audioclf.config import DataConfig, FeaturesConfig, to_dict
 from audioclf.errors import AudioclfError
 from audioclf.features import FeatureExtractor, build_cache
-from audioclf.fileio import REJECTED_CSV, atomic_paths, remove_stale_temps, sha256_file
+from audioclf.fileio import METADATA_COLUMNS, REJECTED_CSV, atomic_paths, remove_stale_temps, sha256_file
 from audioclf.sources import get_preset
 from audioclf.stages.common import params, parser, read_metadata, say
 
@@ -99,6 +99,21 @@ def check_skipped(skipped: list[dict], n_rows: int, cfg: FeaturesConfig, raw: Pa
         )
 
 
+def absent_files(meta: pd.DataFrame, raw: Path) -> tuple[dict[int, str], list[int]]:
+    """(row → reason for the files not in `raw`, the rows to decode). A file the download stage
+    rejected is absent: it is skipped with the download's reason."""
+    rejected = read_rejected(raw)
+    reasons: dict[int, str] = {}
+    todo: list[int] = []
+    for i, rel in enumerate(meta["path"]):
+        if not (raw / rel).exists():
+            detail = f"the download stage rejected it: {rejected[rel]}" if rel in rejected else "file not found"
+            reasons[i] = f"{detail}; not in {raw}"
+        else:
+            todo.append(i)
+    return reasons, todo
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser("features", __doc__)
     p.add_argument("--raw", type=Path, default=Path("data/raw"))
@@ -111,16 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     check_format(cfg.features, sample_rate, info["n_samples"])
     remove_stale_temps(args.out)  # what a killed run left; its outputs were never renamed into place
 
-    # a file the download stage rejected is absent: skip it with the download's reason
-    rejected = read_rejected(args.raw)
-    reasons: dict[int, str] = {}
-    todo: list[int] = []
-    for i, rel in enumerate(meta["path"]):
-        if not (args.raw / rel).exists():
-            detail = f"the download stage rejected it: {rejected[rel]}" if rel in rejected else "file not found"
-            reasons[i] = f"{detail}; not in {args.raw}"
-        else:
-            todo.append(i)
+    reasons, todo = absent_files(meta, args.raw)
     if reasons and cfg.features.on_bad_audio == "fail":  # stop before decoding anything
         first = min(reasons)
         check_skipped([{"path": meta["path"][first], "reason": reasons[first]}], len(meta), cfg.features, args.raw)
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             raise AudioclfError(f"{args.raw}: no file could be decoded; check the data (dvc repro -f download)")
         index = meta.iloc[kept].reset_index(drop=True)
         index.insert(0, "row", range(len(index)))
-        index[["row", "path", "label", "fold", "group"]].to_csv(index_tmp, index=False)
+        index[["row", *METADATA_COLUMNS]].to_csv(index_tmp, index=False)
         classes = sorted(index["label"].unique())
         document = {
             **info,

@@ -19,18 +19,14 @@ import torch
 
 from audioclf import distributed
 from audioclf.cache import FeatureCache, load_cache, read_split
-from audioclf.config import Params, to_dict
+from audioclf.config import FeaturesConfig, Params, build_block
+from audioclf.errors import AudioclfError, brief
 from audioclf.fileio import remove_stale_temps
 from audioclf.modelio import save_model
-from audioclf.models import check_model_name
+from audioclf.runtime import configure_threads, select_device
+from audioclf.sidecar import ModelSidecar
 from audioclf.stages.common import params, parser, say
-from audioclf.training import (
-    EpochStats,
-    TrainResult,
-    configure_threads,
-    select_device,
-    train_model,
-)
+from audioclf.training import EpochStats, TrainResult, train_model
 
 MODULE_ARGV = ("audioclf.cli", "stage", "train")  # how torchrun re-enters this stage
 
@@ -45,6 +41,41 @@ def log_metrics(live: Any, stats: EpochStats) -> None:
     live.next_step()
 
 
+def model_sidecar(
+    cfg: Params,
+    cache: FeatureCache,
+    result: TrainResult,
+    n_train: int,
+    device: torch.device,
+    ctx: distributed.DistContext,
+) -> ModelSidecar:
+    """model.json: the architecture and its params whole, the data format, the normalisation."""
+    try:
+        features = build_block(FeaturesConfig, cache.meta.get("features") or {}, "features")
+    except AudioclfError as exc:
+        raise AudioclfError(f"data/features/meta.json: {brief(exc)}; rebuild it (dvc repro -f features)") from None
+    return ModelSidecar(
+        architecture=cfg.train.model,
+        model_params=cfg.train.arch_params,
+        classes=cache.classes,
+        input_shape=list(cache.x.shape[1:]),
+        normalization={
+            "mean": result.model.mean.squeeze(0).squeeze(-1).tolist(),
+            "std": result.model.std.squeeze(0).squeeze(-1).tolist(),
+            "fitted_on": f"{n_train} training rows",
+        },
+        features=features,
+        sample_rate=cache.meta["sample_rate"],
+        duration_s=cache.meta["duration_s"],
+        n_samples=cache.meta["n_samples"],
+        train=cfg.train.resolved(),
+        best_epoch=result.best_epoch,
+        best_val_f1_macro=result.best_val_f1,
+        device=str(device),
+        processes=ctx.world_size,
+    )
+
+
 def main(argv: list[str] | None = None) -> int | None:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = parser("train", __doc__)
@@ -54,7 +85,6 @@ def main(argv: list[str] | None = None) -> int | None:
     p.add_argument("--live", type=Path, default=Path("metrics/train"))
     args = p.parse_args(argv)
     cfg = params(args)
-    check_model_name(cfg.train.model)
     ctx = distributed.context_from_env(os.environ)
     if cfg.runtime.nproc > 1 and not ctx.enabled:
         say("train", f"launching {cfg.runtime.nproc} processes under torchrun (runtime.nproc)")
@@ -75,26 +105,7 @@ def main(argv: list[str] | None = None) -> int | None:
     if not ctx.is_main:
         return None
 
-    sidecar = {
-        "architecture": cfg.train.model,
-        "model_params": {"channels": cfg.train.channels, "dropout": cfg.train.dropout},
-        "classes": cache.classes,
-        "input_shape": list(cache.x.shape[1:]),
-        "feature_params": cache.meta["features"],
-        "sample_rate": cache.meta["sample_rate"],
-        "duration_s": cache.meta["duration_s"],
-        "n_samples": cache.meta["n_samples"],
-        "normalization": {
-            "mean": result.model.mean.squeeze(0).squeeze(-1).tolist(),
-            "std": result.model.std.squeeze(0).squeeze(-1).tolist(),
-            "fitted_on": f"{len(train_rows)} training rows",
-        },
-        "train": to_dict(cfg.train),
-        "best_epoch": result.best_epoch,
-        "best_val_f1_macro": result.best_val_f1,
-        "device": str(device),
-        "processes": ctx.world_size,
-    }
+    sidecar = model_sidecar(cfg, cache, result, len(train_rows), device, ctx)
     save_model(result.model.cpu(), sidecar, args.models)
     resumed = f", resumed after epoch {result.resumed_from}" if result.resumed_from else ""
     where = f"{ctx.world_size} × {device.type}" if ctx.enabled else str(device)
