@@ -159,3 +159,24 @@ def test_deployment_sidecar_describes_the_graph(exported):
     assert side["input"] == sess.get_inputs()[0].name and side["output"] == sess.get_outputs()[0].name
     assert side["n_samples"] == round(side["duration_s"] * side["sample_rate"]) == N_SAMPLES
     assert side["classes"] == CLASSES and side["variant"] == "fp32"
+
+
+def test_interleaved_latency_rotates_the_order_and_takes_each_candidates_median():
+    """A fake clock: candidate `a` costs 2 s per call, `b` 1 s, and one round's first call is
+    hit by a 10 s spike; the rotation spreads the spikes, the medians ignore them."""
+    now, calls = [0.0], []
+
+    def candidate(name: str, cost: float):
+        def run() -> None:
+            calls.append(name)
+            spike = 10.0 if len(calls) == 2 * 3 + 1 else 0.0  # the first timed call
+            now[0] += cost + spike
+
+        return run
+
+    ms = export.interleaved_latency_ms(
+        {"a": candidate("a", 2.0), "b": candidate("b", 1.0)}, rounds=5, warmup=3, clock=lambda: now[0]
+    )
+    assert ms == {"a": 2000.0, "b": 1000.0}
+    timed = calls[6:]
+    assert timed[:4] == ["a", "b", "b", "a"] and len(timed) == 10  # rotated each round
