@@ -252,6 +252,9 @@ def quantize_int8_static(src: Path, dst: Path, calibration: np.ndarray) -> None:
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            # 7-bit weights: x86 CPUs without VNNI (AVX2's u8s8 multiply-add) saturate 8-bit
+            # products, which took the built-in model's int8 F1 from 0.905 to 0.594 on an AVX2 EPYC
+            reduce_range=True,
             op_types_to_quantize=["Conv", "Gemm"],
             nodes_to_exclude=front_end_nodes(onnx.load(str(pre))),
         )
