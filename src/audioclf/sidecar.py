@@ -39,7 +39,7 @@ class ModelSidecar:
     sample_rate: int
     duration_s: float
     n_samples: int
-    train: dict[str, Any] = field(default_factory=dict)  # the resolved train block (TrainConfig.resolved)
+    train: dict[str, Any] = field(default_factory=dict)  # the rest of the resolved train block (the recipe)
     best_epoch: int = 0
     best_val_f1_macro: float = 0.0
     device: str = "cpu"
@@ -47,9 +47,13 @@ class ModelSidecar:
     format: int = MODEL_FORMAT
 
     def to_json(self) -> str:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["model_params"], out["feature_params"] = to_dict(self.model_params), to_dict(out.pop("features"))
-        return json.dumps({"format": out.pop("format"), **out}, indent=2) + "\n"
+        out = {"format": self.format}
+        for f in dataclasses.fields(self):
+            if f.name != "format":
+                value = getattr(self, f.name)
+                key = "feature_params" if f.name == "features" else f.name
+                out[key] = to_dict(value) if dataclasses.is_dataclass(value) else value
+        return json.dumps(out, indent=2) + "\n"
 
 
 _REQUIRED = (

@@ -25,7 +25,8 @@ def test_debug_env_shows_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={"AUDIOCLF_DEBUG": "1", "PATH": ""}
     )
-    assert proc.returncode != 0 and "Traceback" in proc.stderr and "AudioclfError" in proc.stderr
+    # the traceback ends in the typed error (ParamError is the params kind of AudioclfError)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "ParamError: params: `nope`" in proc.stderr
 
 
 def test_help_lists_stages_and_tools(capsys):

@@ -68,7 +68,8 @@ def model_sidecar(
         sample_rate=cache.meta["sample_rate"],
         duration_s=cache.meta["duration_s"],
         n_samples=cache.meta["n_samples"],
-        train=cfg.train.resolved(),
+        # the rest of the train block: the architecture and its params are stored once, above
+        train={k: v for k, v in cfg.train.resolved().items() if k not in ("model", "model_params")},
         best_epoch=result.best_epoch,
         best_val_f1_macro=result.best_val_f1,
         device=str(device),
