@@ -205,6 +205,7 @@ def export_tiny_model(out_dir: Path, variant: str = "fp32"):
     full = tiny_classifier()
     path = out_dir / ONNX_NAME
     export.export_onnx(full, N_SAMPLES, path, OPSET)
+    export.deploy_copy(path, path, CLASSES, SAMPLE_RATE, N_SAMPLES)  # the graph metadata predict requires
     sidecar = DeploySidecar(CLASSES, SAMPLE_RATE, N_SAMPLES, DURATION_S, variant=variant)
     sidecar_path(path).write_text(sidecar.to_json())
     return path, full

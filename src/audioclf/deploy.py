@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,19 @@ class DeploySidecar:
     architecture: str | None = None
     feature_params: dict[str, Any] = field(default_factory=dict)
     test_f1_macro: float | None = None
+    # probabilities are softmax(logits / temperature): fitted on the validation split by the
+    # evaluate stage (1.0 = uncalibrated, what a sidecar without the key means)
+    temperature: float = 1.0
+    calibration: dict[str, Any] = field(default_factory=dict)  # the fit's record: ECE/NLL before, after
     format: int = DEPLOY_FORMAT
 
     def to_json(self) -> str:
         out = dataclasses.asdict(self)
         return json.dumps({"format": out.pop("format"), **out}, indent=2) + "\n"
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _checked(meta: dict[str, Any], path: Path) -> None:
@@ -66,12 +75,15 @@ def _checked(meta: dict[str, Any], path: Path) -> None:
         "n_samples": isinstance(meta.get("n_samples"), int) and meta["n_samples"] > 0,
         "input": isinstance(meta.get("input"), str),
         "output": isinstance(meta.get("output"), str),
+        "temperature": _positive(meta.get("temperature", 1.0)),
     }
     bad = [key for key, ok in checks.items() if not ok]
     if bad:
         raise AudioclfError(f"{path}: missing or invalid {', '.join(bad)}; {REBUILD}")
     duration = meta.get("duration_s")
-    if duration is not None and round(duration * meta["sample_rate"]) != meta["n_samples"]:
+    if duration is not None and (
+        not isinstance(duration, int | float) or round(duration * meta["sample_rate"]) != meta["n_samples"]
+    ):
         raise AudioclfError(
             f"{path}: duration_s {duration} × sample_rate {meta['sample_rate']} ≠ n_samples {meta['n_samples']}; "
             f"{REBUILD}"
@@ -95,11 +107,13 @@ def read_deploy_sidecar(path: Path) -> DeploySidecar:
 
 
 def ort_session(path: Path, threads: int) -> Any:
-    """A CPU onnxruntime session; the quantize stage measures with the same settings."""
+    """A CPU onnxruntime session; the quantize stage and the bench measure with the same one.
+    All graph optimisations (constant folding, Conv+activation fusion, NCHWc conv layouts)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0 = onnxruntime's default, one per core
-    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = threads  # 0 = onnxruntime's default, one per physical core
+    options.inter_op_num_threads = 1  # the graph is a chain: parallelism lives inside each op
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

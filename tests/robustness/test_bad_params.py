@@ -133,7 +133,7 @@ def test_a_learning_rate_that_makes_training_diverge_stops_it_without_a_model(tm
     "argv, expected",
     [
         (["stage", "features", "--bogus"], "audioclf stage features: unrecognized arguments: --bogus; run `audioclf"),
-        (["predict"], "audioclf predict: the following arguments are required: PATH"),
+        (["predict"], "name at least one PATH (a file, a folder, or - for stdin), or pass --stream"),
         (["predict", "x.wav", "--top-k", "many"], "argument --top-k: invalid int value: 'many'"),
         (["stage", "fetaures"], "audioclf stage: name one of download, split, features"),
     ],

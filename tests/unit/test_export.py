@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile as sf
 import torch
@@ -59,9 +60,21 @@ def test_onnx_logits_match_pytorch(exported):
     assert np.max(np.abs(onnx_logits - torch_logits)) < 1e-4
 
 
-@pytest.mark.parametrize("kind", ["logmel", "mfcc", "spectrogram", "stft_complex"])
-def test_onnx_feature_subgraph_matches_pytorch(tmp_path, kind):
-    cfg = FeaturesConfig(**{**FEATURES.__dict__, "kind": kind})
+@pytest.mark.parametrize(
+    ("kind", "power"),
+    [
+        ("logmel", 2.0),
+        ("logmel", 1.0),
+        ("mfcc", 2.0),
+        ("spectrogram", 2.0),
+        ("spectrogram", 1.0),
+        ("stft_complex", 2.0),
+    ],
+)
+def test_onnx_feature_subgraph_matches_pytorch(tmp_path, kind, power):
+    """The exported front-end (a DFT Conv1d and a mel MatMul for every kind but mfcc) computes
+    the pipeline's features."""
+    cfg = FeaturesConfig(**{**FEATURES.__dict__, "kind": kind, "power": power})
     extractor = FeatureExtractor(cfg, SAMPLE_RATE).eval()
     path = tmp_path / f"{kind}.onnx"
     export.export_onnx(extractor, N_SAMPLES, path, OPSET, output_name="features")
@@ -71,8 +84,10 @@ def test_onnx_feature_subgraph_matches_pytorch(tmp_path, kind):
     with torch.no_grad():
         want = extractor(torch.from_numpy(waves)).numpy()
     assert got.shape == want.shape
-    atol = 1e-4 * np.abs(want).max() if kind == "stft_complex" else DB_ATOL
+    atol = 1e-4 * np.abs(want).max() if kind in ("stft_complex", "spectrogram") else DB_ATOL
     np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ("STFT" in ops) == (kind == "mfcc")  # torchaudio's graph only where no faster one exists
 
 
 def test_onnx_features_match_the_pipeline_cache(tmp_path):
@@ -126,7 +141,12 @@ def test_variant_graphs_are_what_they_claim(variants):
 
     assert "ConvInteger" in ops("int8_dynamic")
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops("int8_static")
-    assert "STFT" in ops("int8_static")  # the features stay float inside every variant
+    # the features stay float inside every variant: the DFT Conv1d and the mel MatMul take float32
+    for v in ("int8_static", "int8_dynamic"):
+        model = onnx.load(str(variants[v]))
+        front = [n for n in model.graph.node if n.name in set(export.front_end_nodes(model))]
+        assert {n.op_type for n in front} == {"Conv", "MatMul"}
+        assert all(i.endswith(export.FRONT_END_WEIGHTS) for n in front for i in n.input[1:2])
     fp16_inits = onnx.load(str(variants["fp16"])).graph.initializer
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16_inits)
     assert variants["fp16"].stat().st_size < variants["fp32"].stat().st_size
@@ -139,3 +159,24 @@ def test_deployment_sidecar_describes_the_graph(exported):
     assert side["input"] == sess.get_inputs()[0].name and side["output"] == sess.get_outputs()[0].name
     assert side["n_samples"] == round(side["duration_s"] * side["sample_rate"]) == N_SAMPLES
     assert side["classes"] == CLASSES and side["variant"] == "fp32"
+
+
+def test_interleaved_latency_rotates_the_order_and_takes_each_candidates_median():
+    """A fake clock: candidate `a` costs 2 s per call, `b` 1 s, and one round's first call is
+    hit by a 10 s spike; the rotation spreads the spikes, the medians ignore them."""
+    now, calls = [0.0], []
+
+    def candidate(name: str, cost: float):
+        def run() -> None:
+            calls.append(name)
+            spike = 10.0 if len(calls) == 2 * 3 + 1 else 0.0  # the first timed call
+            now[0] += cost + spike
+
+        return run
+
+    ms = export.interleaved_latency_ms(
+        {"a": candidate("a", 2.0), "b": candidate("b", 1.0)}, rounds=5, warmup=3, clock=lambda: now[0]
+    )
+    assert ms == {"a": 2000.0, "b": 1000.0}
+    timed = calls[6:]
+    assert timed[:4] == ["a", "b", "b", "a"] and len(timed) == 10  # rotated each round

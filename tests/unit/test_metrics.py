@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from sklearn import metrics as skm
 
 from audioclf.metrics import classification_report, confusion_matrix, softmax
@@ -25,3 +26,21 @@ def test_report_matches_sklearn_on_random_predictions():
 def test_confusion_rows_are_true_classes():
     cm = confusion_matrix(np.array([0, 0, 1]), np.array([1, 0, 1]), 2)
     assert cm.tolist() == [[1, 1], [0, 1]]
+
+
+def test_temperature_scaling_recovers_an_overconfidence_factor_and_lowers_ece():
+    from audioclf.calibration import expected_calibration_error, fit_temperature, nll
+
+    rng = np.random.default_rng(0)
+    n, k = 4000, 5
+    logits = rng.normal(0, 1.5, (n, k))
+    probs = softmax(logits)
+    y = np.array([rng.choice(k, p=p) for p in probs])  # labels drawn from the probs: calibrated
+    overconfident = 3.0 * logits
+    t = fit_temperature(overconfident, y)
+    assert t == pytest.approx(3.0, rel=0.1)
+    assert nll(overconfident, y, t) < nll(overconfident, y)
+    before = expected_calibration_error(y, softmax(overconfident))
+    after = expected_calibration_error(y, softmax(overconfident / t))
+    assert after < 0.03 < before
+    assert np.array_equal(softmax(overconfident / t).argmax(1), overconfident.argmax(1))  # argmax unchanged

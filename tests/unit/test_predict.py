@@ -24,7 +24,7 @@ import soundfile as sf
 from audioclf.audio import fix_length, load_clip
 from audioclf.cli import main
 from audioclf.metrics import softmax
-from audioclf.predict import window_starts
+from audioclf.streaming import window_starts
 from tests.helpers import CLASSES, DURATION_S, N_SAMPLES, SAMPLE_RATE, export_tiny_model, synth_clip
 
 HUM, WHISTLE, HISS = range(3)

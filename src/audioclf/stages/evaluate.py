@@ -1,6 +1,8 @@
 """evaluate: score the trained model on the test split → metrics/eval.json (headline),
 details/eval.json (every average), per_class.json, confusion and per-class F1 plot data,
-confusion.png and the most confident mistakes."""
+confusion.png and the most confident mistakes; fit the temperature that calibrates its
+probabilities on the validation split → metrics/calibration.json (the quantize stage puts it into
+the deployed model's sidecar)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from audioclf.cache import load_cache, read_split
+from audioclf.calibration import ECE_BINS, expected_calibration_error, fit_temperature, nll
 from audioclf.errors import AudioclfError
 from audioclf.fileio import remove_stale_temps, write_csv, write_json
 from audioclf.headline import DETAILS_DIR, eval_headline
@@ -53,6 +56,29 @@ def confusion_cells(matrix: np.ndarray, classes: list[str]) -> pd.DataFrame:
     )
 
 
+def calibration(val_logits: np.ndarray, y_val: np.ndarray, test_logits: np.ndarray, y_test: np.ndarray) -> dict:
+    """Temperature fitted on the validation rows (never the test rows it is judged on), with the
+    test split's calibration error (ECE) and NLL before and after."""
+    if len(val_logits) == 0:
+        raise AudioclfError("data/splits/val.csv: no validation clips in the feature cache to calibrate on")
+    val_logits, test_logits = val_logits.astype(np.float64), test_logits.astype(np.float64)
+    t = fit_temperature(val_logits, y_val)
+
+    def scores(temperature: float) -> dict[str, float]:
+        probs = softmax(test_logits / temperature)
+        return {
+            "ece": round(expected_calibration_error(y_test, probs), 6),
+            "nll": round(nll(test_logits, y_test, temperature), 6),
+        }
+
+    return {
+        "temperature": round(t, 6),
+        "n_val": len(val_logits),
+        "ece_bins": ECE_BINS,
+        "test": {"uncalibrated": scores(1.0), "calibrated": scores(t)},
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser("evaluate", __doc__)
     p.add_argument("--features", type=Path, default=Path("data/features"))
@@ -74,8 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     remove_stale_temps(args.metrics, args.metrics / "plots", args.metrics / DETAILS_DIR)  # what a killed run left
     device = select_device(cfg.runtime.device)
-    probs = softmax(predict_logits(model.to(device), cache.x, rows, device))
+    logits = predict_logits(model.to(device), cache.x, rows, device)
+    probs = softmax(logits)
     y_true = cache.labels()[rows]
+    val_rows = cache.rows_for(read_split(args.splits, "val"), "val")
+    val_logits = predict_logits(model, cache.x, val_rows, device) if len(val_rows) else np.zeros((0, logits.shape[1]))
+    calib = calibration(val_logits, cache.labels()[val_rows], logits, y_true)
     classes = cache.classes
     headline, per_class = classification_report(y_true, probs, classes, cfg.evaluate.top_k)
 
@@ -83,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(out / "eval.json", {"test": eval_headline(headline)})
     write_json(out / DETAILS_DIR / "eval.json", {"test": headline})
     write_json(out / "per_class.json", per_class)
+    write_json(out / "calibration.json", calib)
     pred = probs.argmax(1)
     matrix = confusion_matrix(y_true, pred, len(classes))
     write_csv(out / "plots" / "confusion.csv", confusion_cells(matrix, classes))
@@ -101,5 +132,6 @@ def main(argv: list[str] | None = None) -> None:
     say(
         "evaluate",
         f"test n={headline['n']}: accuracy {headline['accuracy']:.4f}, macro-F1 {headline['f1_macro']:.4f}, "
-        f"macro-IoU {headline['iou_macro']:.4f} → {out / 'eval.json'}",
+        f"macro-IoU {headline['iou_macro']:.4f} → {out / 'eval.json'}; temperature {calib['temperature']:.3f} "
+        f"(val), test ECE {calib['test']['uncalibrated']['ece']:.4f} → {calib['test']['calibrated']['ece']:.4f}",
     )

@@ -1,9 +1,13 @@
 """quantize: export the raw-waveform ONNX model, check parity with PyTorch in onnxruntime, build
-the quantized variants, measure size / F1 / latency of each, deploy the chosen one and write its
-model card (models/model-card.md)."""
+the quantized variants, measure size / F1 / latency of each (interleaved with PyTorch eager, so
+the speed ratios hold on a busy machine), deploy the chosen one with the temperature the evaluate
+stage fitted in its sidecar, and write its model card (models/model-card.md)."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from audioclf.audio import load_clip
 from audioclf.cache import read_split
 from audioclf.config import Params, QuantizeConfig, to_dict
 from audioclf.deploy import ONNX_NAME, DeploySidecar, sidecar_path
-from audioclf.errors import AudioclfError
+from audioclf.errors import AudioclfError, brief
 from audioclf.features import FeatureExtractor
 from audioclf.fileio import atomic_paths, remove_stale_temps, write_json
 from audioclf.headline import DETAILS_DIR, quantize_headline
@@ -28,6 +32,7 @@ from audioclf.sidecar import ModelSidecar
 from audioclf.stages.common import params, parser, say
 
 PARITY_ATOL = 1e-3  # logits; fp32 ONNX vs eager differ by float reordering only
+WARMUP = 10  # calls of each candidate before timing: first calls allocate and pick kernels
 CARD_CONFUSION = "model-card-confusion.png"  # next to models/model-card.md
 
 
@@ -41,6 +46,18 @@ class TestClips:
 
 def split_folds(frame: pd.DataFrame) -> list[int]:
     return sorted(int(f) for f in pd.to_numeric(frame["fold"], errors="coerce").dropna().unique())
+
+
+def read_calibration(path: Path) -> dict:
+    """The evaluate stage's temperature (metrics/calibration.json)."""
+    try:
+        calib = json.loads(path.read_text())
+        temperature = float(calib["temperature"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AudioclfError(f"{path}: no readable temperature ({brief(exc)}); run the evaluate stage first") from exc
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise AudioclfError(f"{path}: temperature {temperature} is not > 0; rerun the evaluate stage")
+    return calib
 
 
 def load_waves(
@@ -62,24 +79,57 @@ def load_waves(
 
 @dataclass(frozen=True)
 class Reference:
-    """The eager PyTorch model on the test clips: the logits each variant must match, the latency
-    batches and their eager timings."""
+    """The eager PyTorch model on the test clips: the logits each variant must match, and the
+    latency batches."""
 
     logits: np.ndarray
     b1: np.ndarray
     b32: np.ndarray
-    b1_ms: float
-    b32_ms: float
 
 
-def torch_reference(full: torch.nn.Module, test_waves: np.ndarray, q: QuantizeConfig) -> Reference:
-    with torch.no_grad():
+def torch_reference(full: torch.nn.Module, test_waves: np.ndarray) -> Reference:
+    with torch.inference_mode():
         logits = torch.cat([full(torch.from_numpy(test_waves[i : i + 64])) for i in range(0, len(test_waves), 64)])
     b1, b32 = test_waves[:1], np.resize(test_waves, (32, test_waves.shape[1]))
-    with torch.no_grad():
-        b1_ms = export.median_latency_ms(lambda: full(torch.from_numpy(b1)), q.latency_runs)
-        b32_ms = export.median_latency_ms(lambda: full(torch.from_numpy(b32)), max(3, q.latency_runs // 4))
-    return Reference(logits.numpy(), b1, b32, b1_ms, b32_ms)
+    return Reference(logits.numpy(), b1, b32)
+
+
+def interleaved(
+    full: torch.nn.Module,
+    sessions: dict[str, object],
+    ref: Reference,
+    runs: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[str, float]]:
+    """{"b1": {name: ms}, "b32": {...}} for "torch" (eager, inference mode) and every variant,
+    timed in interleaved rounds on the same clips."""
+    out = {}
+    for key, batch, rounds in (("b1", ref.b1, runs), ("b32", ref.b32, max(3, runs // 4))):
+        wave = torch.from_numpy(batch)
+
+        def eager(w: torch.Tensor = wave) -> object:
+            with torch.inference_mode():
+                return full(w)
+
+        fns = {"torch": eager} | {v: (lambda s=s, b=batch: export.run_onnx(s, b)) for v, s in sessions.items()}
+        out[key] = export.interleaved_latency_ms(fns, rounds, WARMUP, clock)
+    return out
+
+
+def measure_latency(full: torch.nn.Module, paths: dict[str, Path], ref: Reference, runs: int, threads: int) -> dict:
+    """{"served": wall-clock ms with `threads` (what a caller waits), "cpu": CPU ms on one thread
+    for both runtimes, timed by the calling thread's clock (both compute in it): blind to other
+    processes, so the speed ratios the gate checks hold on a busy machine, where wall-clock
+    ratios at several threads swing with the load}."""
+    served = interleaved(full, {v: export.session(p, threads) for v, p in paths.items()}, ref, runs)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = {v: export.session(p, 1) for v, p in paths.items()}
+        cpu = interleaved(full, single, ref, runs, time.thread_time)
+    finally:
+        torch.set_num_threads(before)
+    return {"served": served, "cpu": cpu}
 
 
 def build_variants(full: torch.nn.Module, n_samples: int, calib: np.ndarray, q: QuantizeConfig, out: Path) -> dict:
@@ -101,28 +151,23 @@ def build_variants(full: torch.nn.Module, n_samples: int, calib: np.ndarray, q: 
 
 
 def measure(
-    path: Path,
-    waves: np.ndarray,
-    y_true: np.ndarray,
-    classes: list[str],
-    ref: Reference,
-    q: QuantizeConfig,
-    threads: int,
+    path: Path, waves: np.ndarray, y_true: np.ndarray, classes: list[str], ref: Reference, lat: dict, v: str
 ) -> dict:
-    """Size, test F1, latency and agreement with eager PyTorch of one variant, in onnxruntime."""
-    sess = export.session(path, threads)
-    logits = export.run_onnx(sess, waves)
+    """Size, test F1, latency, speed ratios and agreement with eager PyTorch of variant `v`."""
+    logits = export.run_onnx(export.session(path, 1), waves)
     headline, _ = classification_report(y_true, softmax(logits), classes)
-    lat_b1 = export.median_latency_ms(lambda: export.run_onnx(sess, ref.b1), q.latency_runs)
-    lat_b32 = export.median_latency_ms(lambda: export.run_onnx(sess, ref.b32), max(3, q.latency_runs // 4))
+    served, cpu = lat["served"], lat["cpu"]
     return {
         "size_mb": round(path.stat().st_size / 1e6, 4),
         "accuracy": headline["accuracy"],
         "f1_macro": headline["f1_macro"],
-        "latency_ms_b1": round(lat_b1, 3),
-        "latency_ms_b32": round(lat_b32, 3),
-        "speedup_vs_torch_b1": round(ref.b1_ms / lat_b1, 3),
-        "speedup_vs_torch_b32": round(ref.b32_ms / lat_b32, 3),
+        "latency_ms_b1": round(served["b1"][v], 3),
+        "latency_ms_b32": round(served["b32"][v], 3),
+        "speedup_vs_torch_b1": round(cpu["b1"]["torch"] / cpu["b1"][v], 3),
+        "speedup_vs_torch_b32": round(cpu["b32"]["torch"] / cpu["b32"][v], 3),
+        "speedup_vs_fp32_b1": round(cpu["b1"]["fp32"] / cpu["b1"][v], 3),
+        "speedup_vs_fp32_b32": round(cpu["b32"]["fp32"] / cpu["b32"][v], 3),
+        "wall_speedup_vs_torch_b1": round(served["b1"]["torch"] / served["b1"][v], 3),
         "argmax_agreement": float(np.mean(logits.argmax(1) == ref.logits.argmax(1))),
         "max_abs_diff": float(np.max(np.abs(logits - ref.logits))),
     }
@@ -147,7 +192,7 @@ def check_report(report: dict, q: QuantizeConfig) -> None:
         )
 
 
-def deploy(src: Path, deployed: Path, meta: ModelSidecar, variant: str, test_f1: float) -> None:
+def deploy(src: Path, deployed: Path, meta: ModelSidecar, variant: str, test_f1: float, calib: dict) -> None:
     """model.onnx (the chosen variant, with the graph metadata) and its DeploySidecar, replaced
     together: predict never pairs a new graph with an old sidecar."""
     sidecar = DeploySidecar(
@@ -159,6 +204,8 @@ def deploy(src: Path, deployed: Path, meta: ModelSidecar, variant: str, test_f1:
         architecture=meta.architecture,
         feature_params=to_dict(meta.features),
         test_f1_macro=test_f1,
+        temperature=calib["temperature"],
+        calibration={"fitted_on": "val", **{k: v for k, v in calib.items() if k != "temperature"}},
     )
     with atomic_paths(deployed, sidecar_path(deployed)) as (onnx_tmp, sidecar_tmp):
         export.deploy_copy(src, onnx_tmp, meta.classes, meta.sample_rate, meta.n_samples)
@@ -206,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", type=Path, default=Path("models"))
     p.add_argument("--metrics", type=Path, default=Path("metrics"))
     args = p.parse_args(argv)
+    calib = read_calibration(args.metrics / "calibration.json")
     cfg = params(args)
     q = cfg.quantize
     threads = configure_threads(cfg.runtime.threads)
@@ -226,17 +274,25 @@ def main(argv: list[str] | None = None) -> None:
         )
     y_true = test["label"].map({c: i for i, c in enumerate(meta.classes)}).to_numpy()
 
-    ref = torch_reference(full, test_waves, q)
+    ref = torch_reference(full, test_waves)
     (args.models / "variants").mkdir(parents=True, exist_ok=True)
     remove_stale_temps(args.models, args.models / "variants", args.metrics, args.metrics / DETAILS_DIR)
     paths = build_variants(full, meta.n_samples, calib_waves, q, args.models / "variants")
+    lat = measure_latency(full, paths, ref, q.latency_runs, threads)
     report: dict[str, object] = {
-        v: measure(paths[v], test_waves, y_true, meta.classes, ref, q, threads) for v in q.variants
+        v: measure(paths[v], test_waves, y_true, meta.classes, ref, lat, v) for v in q.variants
     }
     check_report(report, q)
     report["deployed"] = q.deploy
-    report["torch_latency_ms"] = {"b1": round(ref.b1_ms, 3), "b32": round(ref.b32_ms, 3), "threads": threads}
-    deploy(paths[q.deploy], args.models / ONNX_NAME, meta, q.deploy, report[q.deploy]["f1_macro"])
+    report["torch_latency_ms"] = {
+        "b1": round(lat["served"]["b1"]["torch"], 3),
+        "b32": round(lat["served"]["b32"]["torch"], 3),
+        "threads": threads,
+        "cpu_1thread_b1": round(lat["cpu"]["b1"]["torch"], 3),
+        "cpu_1thread_b32": round(lat["cpu"]["b32"]["torch"], 3),
+        "rounds_b1": q.latency_runs,
+    }
+    deploy(paths[q.deploy], args.models / ONNX_NAME, meta, q.deploy, report[q.deploy]["f1_macro"], calib)
     write_json(args.metrics / DETAILS_DIR / "quantize.json", report)
     write_json(args.metrics / "quantize.json", quantize_headline(report))
     clips = TestClips(args.splits, test, test_waves, y_true)
@@ -244,11 +300,11 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"{v:>13}: {report[v]['size_mb']:.3f} MB, F1 {report[v]['f1_macro']:.4f}, "
         f"b1 {report[v]['latency_ms_b1']:.2f} ms, b32 {report[v]['latency_ms_b32']:.1f} ms "
-        f"({report[v]['speedup_vs_torch_b1']:.2f}x torch at b1)"
+        f"({report[v]['speedup_vs_torch_b1']:.2f}x torch at b1, {report[v]['speedup_vs_torch_b32']:.2f}x at b32)"
         for v in q.variants
     ]
     say(
         "quantize",
         f"deployed {q.deploy} → {args.models / ONNX_NAME}; {len(test)} test clips ({n_listed - len(test)} undecodable "
-        f"skipped); torch eager b1 {ref.b1_ms:.2f} ms\n" + "\n".join(lines),
+        f"skipped); torch eager b1 {lat['served']['b1']['torch']:.2f} ms\n" + "\n".join(lines),
     )
