@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         lock = procs.stage_lock(_lock_name(argv[1:])) if argv[0] == "stage" else contextlib.nullcontext()
         with lock:
             code = entry(rest)
+        if procs.was_terminated():  # SIGTERM whose exception Python swallowed: still a terminated run
+            raise procs.Terminated()
     except AudioclfError as exc:
         if os.environ.get("AUDIOCLF_DEBUG") == "1":
             raise

@@ -38,8 +38,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwinds like Ctrl-C (temp files removed, pools shut down)."""
 
 
+_TERMINATED = threading.Event()
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    # Recorded as well as raised: a signal landing inside a callback Python runs with exceptions
+    # ignored (an import lock's weakref callback, a __del__) would otherwise be lost, and the
+    # terminated run would exit 0.
+    _TERMINATED.set()
     raise Terminated()
+
+
+def was_terminated() -> bool:
+    """Whether SIGTERM arrived in this process, even if its `Terminated` was swallowed."""
+    return _TERMINATED.is_set()
 
 
 def handle_sigterm() -> None:

@@ -331,11 +331,18 @@ def test_float64_or_batch_ignoring_models_are_one_line_errors(tmp_path, capsys):
 # -- stdin and live streams, in a subprocess (torch made unimportable) -------------------------
 
 
+def _default_sigint() -> None:
+    # a child inherits an ignored SIGINT (a shell's background job); Python then installs no Ctrl-C
+    # handler, so restore the default a terminal user has
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", NO_TORCH, "predict", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
         **kw,
     )
 
