@@ -95,7 +95,7 @@ CASES = {  # name: (write model.pt, sidecar, expected message)
     "format-1 resnet sidecar": (_weights(net("resnet18").state_dict()), sidecar(arch="resnet18"),
                                 r"model\.json: `model_params\.channels` is not a known key.*retrain"),
     "unknown architecture": (_weights(net().state_dict()), sidecar(arch="vgg11"),
-                             r"model\.json: architecture is 'vgg11'; choose one of convnet, .*retrain"),
+                             r"model\.json: architecture is 'vgg11'; choose one of bcresnet, convnet, .*retrain"),
 }  # fmt: skip
 
 

@@ -25,7 +25,7 @@ def make(name: str, in_channels: int = 1, n_classes: int = 5, **kw: object):
 
 
 def test_the_registry_is_the_model_files_and_each_has_typed_default_params():
-    assert MODELS == ["convnet", "resnet18", "resnet34"]
+    assert MODELS == ["bcresnet", "convnet", "fastcnn", "mobilenet", "resnet18", "resnet34"]
     for name in MODELS:
         cfg = TrainConfig(model=name)  # `-S train.model=X` alone: X with its defaults
         assert cfg.arch_params == models.get(name).params()
