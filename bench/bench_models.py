@@ -1,6 +1,6 @@
 """Cost of every registered model: parameters and MACs per second of audio (convs + linears,
 counted with forward hooks by `audioclf.macs`) at the given features, and optionally the time
-of one training step on a batch of clips (`--step`; channels-last where the model asks for it).
+of one training step on a batch of clips (`--step`; `--channels-last` to time channels-last memory).
 
     python bench/bench_models.py                               # 64 mels, 10 ms hop, 50 classes
     python bench/bench_models.py --n-mels 40 --classes 10 --step --seconds 1
@@ -45,6 +45,7 @@ def main() -> None:
     p.add_argument("--step", action="store_true", help="also time one training step per model")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seconds", type=float, default=5.0, help="clip length for --step")
+    p.add_argument("--channels-last", action="store_true", help="time --step in channels-last memory")
     args = p.parse_args()
     threads = configure_threads(0)
     fps = 1000.0 / args.hop_ms
@@ -59,7 +60,7 @@ def main() -> None:
         line = f"{name:10s} {count_params(net) / 1e3:8.1f}k {macs / 1e6:9.2f}"
         if args.step:
             x = torch.randn(args.batch, 1, args.n_mels, int(args.seconds * fps) + 1)
-            line += f" {step_seconds(net, x, args.classes, arch.channels_last):8.3f}"
+            line += f" {step_seconds(net, x, args.classes, args.channels_last):8.3f}"
         print(line, flush=True)
     if base:
         print(f"(convnet = {base / 1e6:.1f} MMACs/s; compare each row with it)")
