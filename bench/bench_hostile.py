@@ -17,7 +17,7 @@ urbansound8k preset: 32 / 16). `--before PATH` also runs each case against anoth
 peak growth (MB), the outcome (first words of the error, or "ok"), bytes of it left in data/raw
 and the archive cache, and the ratio to the 64 MB target.
 
-    python bench/bench_hostile.py [--mb 200] [--before /work/main/src]
+    python bench/bench_hostile.py [--mb 200] [--before OTHER_CHECKOUT/src]
 """
 
 from __future__ import annotations

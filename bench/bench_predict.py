@@ -14,7 +14,7 @@ default convnet) in fp32 under `torch.inference_mode()`. Weights are the trained
 `--models` has one for that clip length, else freshly initialised (latency does not depend on
 the weights' values). Real clips: `--esc50` (ESC-50 audio folder) when present, else synthetic.
 
-    nice -n 15 python bench/bench_predict.py [--esc50 /work/shared/data/esc50-dev/audio] [--rounds 200]
+    nice -n 15 python bench/bench_predict.py [--esc50 ../shared/data/esc50-dev/audio] [--rounds 200]
         [--threads 1] [--skip-memory | --only-memory]
 """
 
@@ -207,7 +207,7 @@ def peak_memory_mb(model_path: Path, tmp: Path, hours: float = 2.0) -> tuple[flo
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--esc50", type=Path, default=Path("/work/shared/data/esc50-dev/audio"))
+    p.add_argument("--esc50", type=Path, default=Path("../shared/data/esc50-dev/audio"))
     p.add_argument("--rounds", type=int, default=100, help="interleaved rounds at batch 1 (b32: a tenth)")
     p.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads; 0 = the cores")
     p.add_argument("--skip-memory", action="store_true")
