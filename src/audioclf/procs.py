@@ -57,6 +57,7 @@ def was_terminated() -> bool:
 def handle_sigterm() -> None:
     """Turn SIGTERM into `Terminated` in this process (main thread only, where Python runs
     signal handlers)."""
+    _TERMINATED.clear()  # a new command in this process (tests run many) starts unterminated
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
 

@@ -24,7 +24,7 @@ CASES = [  # (params blocks, stage, what the one line must say)
     ({"features": {"n_fft": 256, "win_length": 400}}, "split", r"`features\.win_length` must be in 1\.\.n_fft \(256\)"),
     ({"train": {"epochs": -1}}, "split", r"`train\.epochs` must be >= 1, got -1"),
     ({"train": {"batch_size": 0}}, "split", r"`train\.batch_size` must be >= 1, got 0"),
-    ({"train": {"model": "transformer"}}, "split", r"`train\.model` is 'transformer'; choose one of convnet, resnet18"),
+    ({"train": {"model": "transformer"}}, "split", r"`train\.model` is 'transformer'; choose one of bcresnet, convnet"),
     ({"features": {"kind": "wavelet"}}, "split", r"`features\.kind` must be one of 'logmel' \| 'mfcc'"),
     ({"features": {"on_bad_audio": "ignore"}}, "split", r"`features\.on_bad_audio` must be one of 'skip' \| 'fail'"),
     ({"features": {"max_skipped_frac": 1.5}}, "split", r"`features\.max_skipped_frac` must be in \[0, 1\], got 1\.5"),
