@@ -10,7 +10,14 @@ REPO = Path(__file__).resolve().parents[1]
 # Small enough that every stage runs in seconds, large enough that each split has every class.
 TINY_PARAMS: dict = {
     "data": {"classes": ["whistle", "buzz", "clicks"], "synthetic_clips_per_class": 10},
-    "train": {"model_params": {"convnet": {"channels": [4, 8]}}, "epochs": 3, "batch_size": 8, "patience": 3},
+    "train": {
+        "model": "convnet",
+        "model_params": {"convnet": {"channels": [4, 8]}},
+        "epochs": 3,
+        "batch_size": 8,
+        "patience": 3,
+        "augment": {"mixup_alpha": 0.0},
+    },
     "features": {"n_mels": 32},
     "quantize": {"variants": ["fp32", "int8_static"], "calibration_samples": 8, "latency_runs": 2},
     "runtime": {"workers": 1},
@@ -18,7 +25,7 @@ TINY_PARAMS: dict = {
 
 
 TINY_CONVNET = {"convnet": {"channels": [4, 8], "dropout": 0.0}}  # train.model_params of a tiny net
-TINY_TRAIN: dict = {"model_params": TINY_CONVNET, "epochs": 3, "batch_size": 8}
+TINY_TRAIN: dict = {"model": "convnet", "model_params": TINY_CONVNET, "epochs": 3, "batch_size": 8}
 
 
 def tiny_net(

@@ -197,7 +197,8 @@ class AugmentConfig:
     freq_masks: int = 2
     time_masks: int = 2
     mask_frac: float = 0.1  # max width of one mask, as a fraction of the axis
-    mixup_alpha: float = 0.0  # 0 turns mixup off
+    mixup_alpha: float = 0.3  # 0 turns mixup off
+    gain_db: float = 0.0  # max random gain, +-dB per clip (a shift of every log-mel bin); 0 = off
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.time_shift < 1.0:
@@ -208,17 +209,19 @@ class AugmentConfig:
             fail("train.augment.freq_masks", "and time_masks must be >= 0")
         if self.mixup_alpha < 0:
             fail("train.augment.mixup_alpha", f"must be >= 0, got {self.mixup_alpha}")
+        if self.gain_db < 0:
+            fail("train.augment.gain_db", f"must be >= 0, got {self.gain_db}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "convnet"  # a name in the `audioclf.models` registry
+    model: str = "fastcnn"  # a name in the `audioclf.models` registry
     # one block per architecture, `train.model_params.<name>: {...}`; validated against that
     # model's params dataclass. The chosen model's block (its defaults when absent) is `arch_params`.
     model_params: dict[str, Any] = field(default_factory=dict)
     freeze_epochs: int = 0
-    epochs: int = 15
-    batch_size: int = 64
+    epochs: int = 60
+    batch_size: int = 32
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: momentum 0.9, Nesterov
     lr: float = 3e-3
     weight_decay: float = 1e-2
@@ -226,9 +229,11 @@ class TrainConfig:
     warmup_frac: float = 0.1
     grad_clip: float | None = 5.0
     label_smoothing: float = 0.05
-    patience: int = 5
+    patience: int = 20
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_weights: bool = False
+    min_steps_per_epoch: int = 8  # smaller batches on small sets, so BatchNorm and the schedule get steps
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # CPU bf16 autocast only where torch supports it
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -247,6 +252,8 @@ class TrainConfig:
             fail("train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         if self.patience < 1:
             fail("train.patience", f"must be >= 1, got {self.patience}")
+        if self.min_steps_per_epoch < 1:
+            fail("train.min_steps_per_epoch", f"must be >= 1, got {self.min_steps_per_epoch}")
         if self.freeze_epochs < 0:
             fail("train.freeze_epochs", f"must be >= 0, got {self.freeze_epochs}")
         if self.grad_clip is not None and self.grad_clip <= 0:

@@ -41,6 +41,61 @@ from audioclf.metrics import confusion_matrix, per_class_scores
 from audioclf.network import Classifier, backbone_parameters, build_model
 
 
+def cpu_bf16_supported() -> bool:
+    """True where torch reports native bf16 kernels on this CPU (AVX512-BF16 or AMX); on AVX2-only
+    CPUs bf16 is emulated and slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training runs under bf16 autocast: `fp32` never (bit-deterministic), `bf16` always
+    (an error where the hardware lacks it), `auto` where it is native (CUDA with bf16, or a CPU
+    with AVX512-BF16/AMX)."""
+    if precision == "fp32":
+        return False
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_bf16_supported()
+    if precision == "bf16" and not native:
+        raise AudioclfError(
+            f"train.precision is bf16 but this {device.type.upper()} has no native bf16 support "
+            "(torch reports no AVX512-BF16/AMX); use train.precision: auto or fp32"
+        )
+    return native
+
+
+def train_batch_size(cfg: TrainConfig, n_train: int) -> int:
+    """The global batch: train.batch_size, lowered on small sets so an epoch has at least
+    `train.min_steps_per_epoch` steps (two optimiser steps an epoch leave BatchNorm's running
+    statistics and a one-cycle schedule nowhere near converged; never below 2 rows for BN)."""
+    return max(2, min(cfg.batch_size, math.ceil(n_train / cfg.min_steps_per_epoch)))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module, x: np.ndarray, rows: np.ndarray, device: torch.device, batch_size: int, max_rows: int = 256
+) -> None:
+    """Recompute every BatchNorm's running mean/var for the current weights from (up to
+    `max_rows`) un-augmented training rows ("precise BN"). The running averages collected during
+    training lag behind weights that still move and saw augmented inputs; with few steps they are
+    mostly their initial values, and evaluation then predicts one class."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(rows) < 2:
+        return
+    model.eval()
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+        m.train()
+    for chunk in _batches(np.asarray(rows[:max_rows]), max(2, batch_size)):
+        model(load_batch(x, chunk, device))
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
 def fit_normalization(x: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std per (channel, freq bin) over the given rows and all frames, in float64."""
     if len(rows) == 0:
@@ -256,6 +311,7 @@ class Run:
     sampler: DistributedSampler
     rank_batch: int
     weights: torch.Tensor | None  # class weights of the loss, or None
+    bf16: bool = False  # autocast the forward pass (train.precision)
 
 
 @dataclass
@@ -294,14 +350,15 @@ def start(
     sampler = DistributedSampler(
         range(len(train_rows)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
     )  # pads the permutation so every rank takes the same number of steps (DDP needs that)
-    scheduler = _make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch(len(train_rows), cfg.batch_size, ctx))
+    batch_size = train_batch_size(cfg, len(train_rows))
+    scheduler = _make_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch(len(train_rows), batch_size, ctx))
     weights = None
     if cfg.class_weights:
         counts = np.bincount(y[train_rows], minlength=n_classes).astype(np.float32)
         weights = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / n_classes).to(device)
     run = Run(
-        x, y, train_rows, val_rows, n_classes, cfg, device, ctx, sampler, max(1, cfg.batch_size // ctx.world_size),
-        weights,
+        x, y, train_rows, val_rows, n_classes, cfg, device, ctx, sampler, max(1, batch_size // ctx.world_size),
+        weights, use_bf16(cfg.precision, device),
     )  # fmt: skip
     return run, TrainState(model, optimizer, scheduler, copy.deepcopy(model.state_dict()))
 
@@ -338,6 +395,9 @@ def train_step(
     feats = load_batch(run.x, rows, device)
     targets = torch.from_numpy(run.y[rows]).to(device, non_blocking=True)
     t1 = time.perf_counter()
+    if cfg.augment.gain_db > 0:  # log-mel in dB: a gain shifts every bin by the same amount
+        gain = (torch.rand(len(rows), generator=gen) * 2 - 1) * cfg.augment.gain_db
+        feats = feats + gain.to(device)[:, None, None, None]
     # augment in normalised space (a mask is then the training mean), feed model.net
     feats = spec_augment((feats - model.mean) / model.std, cfg.augment, gen)
     lam, partner = 1.0, None
@@ -345,8 +405,8 @@ def train_step(
         lam = float(np_rng.beta(cfg.augment.mixup_alpha, cfg.augment.mixup_alpha))
         partner = torch.randperm(len(rows), generator=gen).to(device)
         feats = lam * feats + (1 - lam) * feats[partner]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        logits = net(feats)  # bf16 autocast on CUDA: no loss scaling needed, unlike fp16
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.bf16):
+        logits = net(feats)  # bf16 autocast (train.precision): no loss scaling needed, unlike fp16
     logits = logits.float()
     loss = mixup_loss(logits, targets, cfg, run.weights, lam, partner)
     state.optimizer.zero_grad(set_to_none=True)
@@ -457,6 +517,7 @@ def train_model(
         if state.bad_epochs >= cfg.patience:
             break
         train_loss, train_accuracy, train_f1 = train_epoch(run, state, freezer.net_for(epoch), epoch)
+        recalibrate_batchnorm(state.model, x, train_rows[ctx.rank :: ctx.world_size], device, run.rank_batch)
         broadcast_buffers(state.model, ctx)
         val_loss, val_accuracy, val_f1 = _validate(state.model, x, y, val_rows, len(classes), device, ctx)
         lr = float(state.scheduler.get_last_lr()[0])

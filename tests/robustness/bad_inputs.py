@@ -130,7 +130,13 @@ TINY = {
     "data": {"sample_rate": RATE, "duration_s": CLIP_S},
     "split": {"strategy": "stratified", "val_frac": 0.25, "test_frac": 0.25},
     "features": {"n_fft": 256, "win_length": 256, "hop_length": 128, "n_mels": 16},
-    "train": {"model_params": {"convnet": {"channels": [4, 8]}}, "epochs": 2, "batch_size": 8, "patience": 5},
+    "train": {
+        "model": "convnet",
+        "model_params": {"convnet": {"channels": [4, 8]}},
+        "epochs": 2,
+        "batch_size": 8,
+        "patience": 5,
+    },
     "runtime": {"workers": 1, "threads": 1, "device": "cpu"},
 }
 

@@ -114,7 +114,7 @@ def test_fold_and_aggregate_stages_write_reports(tmp_path):
     features = _fake_cache(tmp_path)
     params = write_params(
         tmp_path / "params.yaml",
-        {"train": {"model_params": {"convnet": {"channels": [4]}}, "epochs": 1, "batch_size": 6}},
+        {"train": {"model": "convnet", "model_params": {"convnet": {"channels": [4]}}, "epochs": 1, "batch_size": 6}},
     )
     cv_params = tmp_path / "cv_params.yaml"
     cv_params.write_text("cv:\n  folds: [2, 5]\n")

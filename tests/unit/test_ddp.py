@@ -15,7 +15,7 @@ import torch._dynamo  # DDP imports it lazily (seconds); forked ranks then inher
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from audioclf.config import TrainConfig
+from audioclf.config import AugmentConfig, TrainConfig
 from audioclf.distributed import DistContext, context_from_env, torchrun_command, wrap
 from audioclf.models.convnet import ConvNetParams
 from audioclf.network import build_model
@@ -23,7 +23,10 @@ from audioclf.training import mixup_loss
 from tests.helpers import write_train_project
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-CFG = TrainConfig(model_params={"convnet": {"channels": [4, 8]}}, label_smoothing=0.1)
+CFG = TrainConfig(
+    model="convnet", model_params={"convnet": {"channels": [4, 8]}}, label_smoothing=0.1,
+    augment=AugmentConfig(mixup_alpha=0.0),
+)  # fmt: skip
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,10 @@ def tiny_cache(n: int = 40, n_classes: int = 4, seed: int = 0) -> tuple[np.ndarr
 
 
 def tiny_cfg(**kw: object) -> TrainConfig:
-    base = {"model_params": {"convnet": {"channels": [4, 8]}}, "epochs": 3, "batch_size": 8, "lr": 0.01, "patience": 10}
+    base = {
+        "model": "convnet", "model_params": {"convnet": {"channels": [4, 8]}}, "epochs": 3, "batch_size": 8,
+        "lr": 0.01, "patience": 10, "min_steps_per_epoch": 1, "augment": AugmentConfig(mixup_alpha=0.0),
+    }  # fmt: skip
     return TrainConfig(**{**base, **kw})
 
 
