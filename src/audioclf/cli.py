@@ -68,6 +68,19 @@ def _lock_name(args: list[str]) -> str:
     return "-".join(words[:3])
 
 
+def _ignore_half_built_bars() -> None:
+    """A signal that lands inside tqdm's constructor leaves a bar without `pos`; its `__del__`
+    then prints an AttributeError traceback after our one-line message. Drop only that one."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        half_built = isinstance(unraisable.exc_value, AttributeError) and "tqdm" in repr(unraisable.object)
+        if not half_built:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     procs.handle_sigterm()
@@ -85,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audioclf: error: {exc}", file=sys.stderr)
         return 2
     except procs.Terminated:
+        _ignore_half_built_bars()
         print("audioclf: terminated (SIGTERM); rerun the same command to continue", file=sys.stderr)
         return procs.EXIT_TERMINATED
     except KeyboardInterrupt:
+        _ignore_half_built_bars()
         print("audioclf: interrupted; rerun the same command to continue", file=sys.stderr)
         return 130
     except OSError as exc:

@@ -52,3 +52,28 @@ def test_stage_help_lists_the_stages_and_each_stage_has_its_own(capsys):
     with pytest.raises(SystemExit) as info:
         main(["stage", "split", "--help"])
     assert info.value.code == 0 and "--metadata" in capsys.readouterr().out
+
+
+def test_an_interrupt_hides_only_the_traceback_of_a_half_built_progress_bar(monkeypatch):
+    import gc
+
+    from tqdm import tqdm
+
+    from audioclf import cli
+
+    seen: list = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    cli._ignore_half_built_bars()
+    bar = tqdm.__new__(tqdm)  # half initialised, as when SIGINT lands inside tqdm's constructor:
+    bar.disable = False  # its __del__ then fails on the missing `pos`
+    del bar
+    gc.collect()
+    assert seen == []
+
+    class Broken:
+        def __del__(self) -> None:
+            raise ValueError("not a progress bar")
+
+    Broken()
+    gc.collect()
+    assert [type(u.exc_value) for u in seen] == [ValueError]
