@@ -1,5 +1,5 @@
-"""How a stage runs, never what it computes: the device, the torch threads and the cores this
-process may use. Evaluate, quantize and cv need these without the training loop."""
+"""How a stage runs, never what it computes: the device and its bf16 support, the torch threads
+and the cores this process may use. Evaluate, quantize and cv need these without the training loop."""
 
 from __future__ import annotations
 
@@ -39,3 +39,27 @@ def configure_threads(threads: int, processes: int = 1) -> int:
     n = threads if threads > 0 else max(1, available_cores() // max(1, processes))
     torch.set_num_threads(n)
     return n
+
+
+def cpu_bf16_supported() -> bool:
+    """True where torch reports native bf16 kernels on this CPU (AVX512-BF16 or AMX); on AVX2-only
+    CPUs bf16 is emulated and slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training runs under bf16 autocast: `fp32` never (bit-deterministic), `bf16` always
+    (an error where the hardware lacks it), `auto` where it is native (CUDA with bf16, or a CPU
+    with AVX512-BF16/AMX)."""
+    if precision == "fp32":
+        return False
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_bf16_supported()
+    if precision == "bf16" and not native:
+        raise AudioclfError(
+            f"train.precision is bf16 but this {device.type.upper()} has no native bf16 support "
+            "(torch reports no AVX512-BF16/AMX); use train.precision: auto or fp32"
+        )
+    return native

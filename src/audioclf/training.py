@@ -39,30 +39,7 @@ from audioclf.distributed import SINGLE, DistContext, all_reduce_sum, broadcast_
 from audioclf.errors import AudioclfError
 from audioclf.metrics import confusion_matrix, per_class_scores
 from audioclf.network import Classifier, backbone_parameters, build_model
-
-
-def cpu_bf16_supported() -> bool:
-    """True where torch reports native bf16 kernels on this CPU (AVX512-BF16 or AMX); on AVX2-only
-    CPUs bf16 is emulated and slower than fp32."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
-        return False
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether training runs under bf16 autocast: `fp32` never (bit-deterministic), `bf16` always
-    (an error where the hardware lacks it), `auto` where it is native (CUDA with bf16, or a CPU
-    with AVX512-BF16/AMX)."""
-    if precision == "fp32":
-        return False
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_bf16_supported()
-    if precision == "bf16" and not native:
-        raise AudioclfError(
-            f"train.precision is bf16 but this {device.type.upper()} has no native bf16 support "
-            "(torch reports no AVX512-BF16/AMX); use train.precision: auto or fp32"
-        )
-    return native
+from audioclf.runtime import use_bf16
 
 
 def train_batch_size(cfg: TrainConfig, n_train: int) -> int:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audioclf import training
+from audioclf import runtime
 from audioclf.errors import AudioclfError
-from audioclf.training import use_bf16
+from audioclf.runtime import use_bf16
 
 
 def test_precision_fp32_never_autocasts_and_bf16_needs_native_support(monkeypatch):
     cpu = torch.device("cpu")
     assert not use_bf16("fp32", cpu)
-    monkeypatch.setattr(training, "cpu_bf16_supported", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: False)
     assert not use_bf16("auto", cpu)
     with pytest.raises(AudioclfError, match=r"train\.precision is bf16"):
         use_bf16("bf16", cpu)
-    monkeypatch.setattr(training, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: True)
     assert use_bf16("auto", cpu) and use_bf16("bf16", cpu)
