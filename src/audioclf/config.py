@@ -230,6 +230,7 @@ class TrainConfig:
     grad_clip: float | None = 5.0
     label_smoothing: float = 0.05
     patience: int = 20
+    keep: Literal["best", "last"] = "best"  # last: all `epochs`, final weights (a fixed-length fit)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_weights: bool = False
     min_steps_per_epoch: int = 8  # smaller batches on small sets, so BatchNorm and the schedule get steps

@@ -422,11 +422,13 @@ def train_epoch(run: Run, state: TrainState, net: nn.Module, epoch: int) -> tupl
     return (float(total[0] / total[1]), *_scores(train_cm))
 
 
-def record(state: TrainState, stats: EpochStats) -> None:
-    """Add an epoch to the history; keep the best weights (val macro-F1) and count the rest."""
+def record(state: TrainState, stats: EpochStats, keep_last: bool = False) -> None:
+    """Add an epoch to the history; keep the best weights (val macro-F1) and count the rest.
+    `keep_last` (train.keep: last) keeps every epoch in turn, so the final one is kept and early
+    stopping never fires: a fixed-length fit, e.g. with the validation rows in training."""
     state.history.append(stats)
     state.epoch = stats.epoch
-    if stats.val_f1_macro > state.best_val_f1:
+    if keep_last or stats.val_f1_macro > state.best_val_f1:
         state.best_epoch, state.best_val_f1, state.best_val_accuracy = (
             stats.epoch,
             stats.val_f1_macro,
@@ -498,7 +500,8 @@ def train_model(
         broadcast_buffers(state.model, ctx)
         val_loss, val_accuracy, val_f1 = _validate(state.model, x, y, val_rows, len(classes), device, ctx)
         lr = float(state.scheduler.get_last_lr()[0])
-        record(state, EpochStats(epoch, train_loss, train_accuracy, train_f1, val_loss, val_accuracy, val_f1, lr))
+        epoch_stats = EpochStats(epoch, train_loss, train_accuracy, train_f1, val_loss, val_accuracy, val_f1, lr)
+        record(state, epoch_stats, keep_last=cfg.keep == "last")
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", val_f1=f"{val_f1:.3f}")
         if ctx.is_main and on_epoch:

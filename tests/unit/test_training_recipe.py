@@ -145,6 +145,23 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
     assert len(result.history) == 3 and result.best_epoch == 1
 
 
+def test_keep_last_trains_every_epoch_and_keeps_the_final_weights():
+    x, y = tiny_cache()
+    seen: list[int] = []
+    # the same no-progress run as above: keep=last ignores patience and ships epoch 10, not epoch 1
+    result = train_model(
+        x, y, np.arange(28), np.arange(28, 40), list("abcd"),
+        tiny_cfg(epochs=10, patience=2, lr=1e-9, keep="last"), CPU, progress=False,
+        on_epoch=lambda s: seen.append(s.epoch),
+    )  # fmt: skip
+    assert seen == list(range(1, 11)) and result.best_epoch == 10
+    assert result.best_val_f1 == result.history[-1].val_f1_macro
+    final = {k: v.clone() for k, v in result.model.state_dict().items()}
+    shipped = macro_f1(y[28:], predict_logits(result.model, x, np.arange(28, 40), CPU).argmax(1), 4)
+    assert shipped == pytest.approx(result.history[-1].val_f1_macro)
+    assert all(torch.equal(final[k], v) for k, v in result.best_state.items())
+
+
 def test_two_runs_with_the_same_params_are_identical():
     x, y = tiny_cache()
     cfg = tiny_cfg(augment=AugmentConfig(mixup_alpha=0.4), class_weights=True, scheduler="warmup_linear")
