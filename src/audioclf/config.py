@@ -231,6 +231,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     patience: int = 20
     keep: Literal["best", "last"] = "best"  # last: all `epochs`, final weights (a fixed-length fit)
+    include_val: bool = False  # the val rows train too: a final fit once the recipe is chosen
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_weights: bool = False
     min_steps_per_epoch: int = 8  # smaller batches on small sets, so BatchNorm and the schedule get steps
@@ -253,6 +254,9 @@ class TrainConfig:
             fail("train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         if self.patience < 1:
             fail("train.patience", f"must be >= 1, got {self.patience}")
+        if self.include_val and self.keep != "last":
+            # the best epoch on rows it trained on is the best fit, not the best model
+            fail("train.include_val", "true needs train.keep: last (a fixed epoch count); set both")
         if self.min_steps_per_epoch < 1:
             fail("train.min_steps_per_epoch", f"must be >= 1, got {self.min_steps_per_epoch}")
         if self.freeze_epochs < 0:

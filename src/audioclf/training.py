@@ -462,6 +462,12 @@ class _Freezer:
             p.requires_grad_(True)  # a run that ends inside freeze_epochs still returns a trainable model
 
 
+def fit_rows(train_rows: np.ndarray, val_rows: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """The rows the model learns from: the train split, plus the val split with train.include_val
+    (a final fit; validation then scores rows it has seen, so only train.keep: last is allowed)."""
+    return np.concatenate([train_rows, val_rows]) if cfg.include_val else train_rows
+
+
 def train_model(
     x: np.ndarray,
     y: np.ndarray,
@@ -482,6 +488,7 @@ def train_model(
     checkpoint are replayed first. Under DDP (`ctx.enabled`, process group initialised) every
     rank calls this with the same arguments; only rank 0 writes the checkpoint and calls
     `on_epoch`."""
+    train_rows = fit_rows(train_rows, val_rows, cfg)
     run, state = start(x, y, train_rows, val_rows, len(classes), cfg, device, ctx)
     run_id = fingerprint(cfg, tuple(x.shape), classes, train_rows)
     ckpt_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None

@@ -85,6 +85,8 @@ def test_switching_the_model_alone_takes_its_defaults():
         ({"train": {"model_params": {"vgg": {}}}}, "train.model_params.vgg"),
         ({"train": {"model_params": [1]}}, "train.model_params"),
         ({"train": {"optimizer": "adam"}}, "train.optimizer"),
+        ({"train": {"keep": "final"}}, "train.keep"),
+        ({"train": {"include_val": True}}, "train.include_val"),  # without keep: last
     ],
 )
 def test_bad_params_name_the_key(raw, key):

@@ -162,6 +162,19 @@ def test_keep_last_trains_every_epoch_and_keeps_the_final_weights():
     assert all(torch.equal(final[k], v) for k, v in result.best_state.items())
 
 
+def test_include_val_trains_on_the_val_rows_too():
+    x, y = tiny_cache()
+    train, val = np.arange(28), np.arange(28, 40)
+    cfg = tiny_cfg(epochs=1, keep="last")
+    alone = train_model(x, y, train, val, list("abcd"), cfg, CPU, progress=False)
+    final = train_model(x, y, train, val, list("abcd"), dataclasses.replace(cfg, include_val=True), CPU, progress=False)
+    mean = lambda rows: x[rows].astype(np.float32).mean(axis=(0, 3))[:, :, None]  # noqa: E731
+    # the normalisation (fitted on the rows it learns from) and the steps show which rows trained
+    assert torch.allclose(alone.model.mean.squeeze(0), torch.from_numpy(mean(train)), atol=1e-3)
+    assert torch.allclose(final.model.mean.squeeze(0), torch.from_numpy(mean(np.arange(40))), atol=1e-3)
+    assert final.timing.steps > alone.timing.steps
+
+
 def test_two_runs_with_the_same_params_are_identical():
     x, y = tiny_cache()
     cfg = tiny_cfg(augment=AugmentConfig(mixup_alpha=0.4), class_weights=True, scheduler="warmup_linear")

@@ -19,7 +19,7 @@ from audioclf.headline import cv_headline
 from audioclf.metrics import classification_report, softmax
 from audioclf.runtime import configure_threads, select_device
 from audioclf.stages.common import parser, say
-from audioclf.training import predict_logits, train_model
+from audioclf.training import fit_rows, predict_logits, train_model
 
 
 def run_fold(fold: int, params_path: Path, cv_params: Path, features: Path, out_dir: Path) -> dict:
@@ -38,7 +38,7 @@ def run_fold(fold: int, params_path: Path, cv_params: Path, features: Path, out_
     report = {
         "fold": fold,
         "val_fold": val_fold_for(fold, available_folds(cache.index)),
-        "n_train": len(rows["train"]),
+        "n_train": len(fit_rows(rows["train"], rows["val"], cfg.train)),
         "n_val": len(rows["val"]),
         "best_epoch": result.best_epoch,
         "best_val_f1_macro": result.best_val_f1,

@@ -26,7 +26,7 @@ from audioclf.modelio import save_model
 from audioclf.runtime import configure_threads, select_device
 from audioclf.sidecar import ModelSidecar
 from audioclf.stages.common import params, parser, say
-from audioclf.training import EpochStats, TrainResult, train_model
+from audioclf.training import EpochStats, TrainResult, fit_rows, train_model
 
 MODULE_ARGV = ("audioclf.cli", "stage", "train")  # how torchrun re-enters this stage
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int | None:
             distributed.destroy_process_group()
         if not ctx.is_main:
             return None
-        _ship(args, cfg, cache, train_rows, result, device, ctx, threads)
+        _ship(args, cfg, cache, fit_rows(train_rows, val_rows, cfg.train), result, device, ctx, threads)
     return None
 
 
