@@ -63,6 +63,23 @@ def test_train_writes_model_sidecar_and_learning_curves(tiny_run):
     assert len(loss) == 3 and loss["loss"].iloc[-1] < loss["loss"].iloc[0]  # it learned something
 
 
+def test_train_final_fit_learns_from_the_val_rows_and_ships_the_last_epoch(tiny_run, tmp_path, monkeypatch):
+    from audioclf.stages import train as train_stage
+
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path / "params.yaml", {"train": {"include_val": True, "keep": "last", "patience": 1}})
+    splits = tiny_run / "data" / "splits"
+    train_stage.main(
+        ["--params", str(params), "--features", str(tiny_run / "data" / "features"), "--splits", str(splits),
+         "--models", str(tmp_path / "models"), "--live", str(tmp_path / "live")]
+    )  # fmt: skip
+    sidecar = json.loads((tmp_path / "models" / "model.json").read_text())
+    n_fit = sum(len(pd.read_csv(splits / f"{name}.csv")) for name in ("train", "val"))
+    assert sidecar["normalization"]["fitted_on"] == f"{n_fit} training rows"
+    assert sidecar["best_epoch"] == sidecar["train"]["epochs"] == 3  # every epoch ran despite patience 1
+    assert sidecar["train"]["include_val"] is True and sidecar["train"]["keep"] == "last"
+
+
 def test_evaluate_writes_design_metric_keys_and_plots(tiny_run):
     metrics = tiny_run / "metrics"
     head = json.loads((metrics / "eval.json").read_text())["test"]
