@@ -12,6 +12,7 @@ load: CPU seconds and the load average are printed too.
 
     python bench/bench_recipes.py --recipe default                  # the default recipe vs seed-style
     python bench/bench_recipes.py --recipe previous --recipe default --recipe long --seeds 2
+    python bench/bench_recipes.py --recipe default --recipe bf16   # fp32 vs bf16 (AVX512-BF16/AMX CPUs)
     python bench/bench_recipes.py --data /path/to/ESC-50 --recipe default --no-seed-style
 
 `--corpus digits|words|languages` runs the same comparison on synthetic speech made by
@@ -76,6 +77,8 @@ RECIPES: dict[str, dict[str, object]] = {
     # The final fit: the default on folds 1-3 (fold 3 joins training, 50 % more clips per class) for a
     # fixed epoch count (more epochs helped on fold 3 with folds 1-2); fold 4 stays untouched.
     "final": {"train.epochs": 100, "train.keep": "last", "train.include_val": True},
+    # The default under bf16 autocast (train.precision): only on CPUs with native bf16 (AVX512-BF16/AMX).
+    "bf16": {"train.precision": "bf16"},
 }  # fmt: skip
 
 
