@@ -79,6 +79,7 @@ RECIPES: dict[str, dict[str, object]] = {
     "final": {"train.epochs": 100, "train.keep": "last", "train.include_val": True},
     # The default under bf16 autocast (train.precision): only on CPUs with native bf16 (AVX512-BF16/AMX).
     "bf16": {"train.precision": "bf16"},
+    "final_bf16": {"train.epochs": 100, "train.keep": "last", "train.include_val": True, "train.precision": "bf16"},
 }  # fmt: skip
 
 
