@@ -77,10 +77,10 @@ RECIPES: dict[str, dict[str, object]] = {
     # The final fit: the default on folds 1-3 (fold 3 joins training, 50 % more clips per class) for a
     # fixed epoch count (more epochs helped on fold 3 with folds 1-2); fold 4 stays untouched.
     "final": {"train.epochs": 100, "train.keep": "last", "train.include_val": True},
-    # The default under bf16 autocast (train.precision): only on CPUs with native bf16 (AVX512-BF16/AMX).
-    "bf16": {"train.precision": "bf16"},
-    "final_bf16": {"train.epochs": 100, "train.keep": "last", "train.include_val": True, "train.precision": "bf16"},
 }  # fmt: skip
+# The same under bf16 autocast (train.precision): only on CPUs with native bf16 (AVX512-BF16/AMX).
+RECIPES["bf16"] = {**RECIPES["default"], "train.precision": "bf16"}
+RECIPES["final_bf16"] = {**RECIPES["final"], "train.precision": "bf16"}
 
 
 def set_key(params: dict, dotted: str, value: object) -> None:

@@ -33,3 +33,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         os.chdir(cwd)
     return work
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one intra-op thread for the test (bit-identical reruns, no fighting over the cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

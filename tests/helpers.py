@@ -216,3 +216,27 @@ def export_tiny_model(out_dir: Path, variant: str = "fp32"):
     sidecar = DeploySidecar(CLASSES, SAMPLE_RATE, N_SAMPLES, DURATION_S, variant=variant)
     sidecar_path(path).write_text(sidecar.to_json())
     return path, full
+
+
+def tiny_cache(n: int = 40, n_classes: int = 4, seed: int = 0):
+    """(x, y): (n, 1, 16, 20) float16 'spectrograms' where class c lights up frequency band c, plus
+    noise, for the training-recipe tests."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    x = rng.normal(0.0, 1.0, (n, 1, 16, 20)) - 40.0
+    for i, c in enumerate(y):
+        x[i, 0, 4 * c : 4 * c + 3, :] += 6.0
+    return x.astype(np.float16), y.astype(np.int64)
+
+
+def tiny_cfg(**kw: object):
+    """A TrainConfig for a tiny convnet on `tiny_cache`, with `kw` overriding its fields."""
+    from audioclf.config import AugmentConfig, TrainConfig
+
+    base = {
+        "model": "convnet", "model_params": {"convnet": {"channels": [4, 8]}}, "epochs": 3, "batch_size": 8,
+        "lr": 0.01, "patience": 10, "min_steps_per_epoch": 1, "augment": AugmentConfig(mixup_alpha=0.0),
+    }  # fmt: skip
+    return TrainConfig(**{**base, **kw})

@@ -11,7 +11,9 @@ from audioclf import runtime, training
 from audioclf.errors import AudioclfError
 from audioclf.runtime import use_bf16
 from audioclf.training import train_model
-from tests.unit.test_training_recipe import CPU, tiny_cache, tiny_cfg
+from tests.helpers import tiny_cache, tiny_cfg
+
+CPU = torch.device("cpu")
 
 
 def test_precision_fp32_never_autocasts_and_bf16_needs_native_support(monkeypatch):
@@ -25,12 +27,11 @@ def test_precision_fp32_never_autocasts_and_bf16_needs_native_support(monkeypatc
     assert use_bf16("auto", cpu) and use_bf16("bf16", cpu)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_bf16_training_autocasts_the_forward_pass_keeps_fp32_weights_and_still_learns(monkeypatch):
     """Runs on any CPU: torch autocasts to bf16 on every CPU (emulated and slower where not native),
     so this checks the bf16 path itself; `cpu_bf16_supported` is what decides whether to take it."""
     monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: True)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     x, y = tiny_cache()
     train, val = np.arange(28), np.arange(28, 40)
     fp32 = train_model(x, y, train, val, list("abcd"), tiny_cfg(epochs=6), CPU, progress=False)
@@ -48,7 +49,6 @@ def test_bf16_training_autocasts_the_forward_pass_keeps_fp32_weights_and_still_l
 
     monkeypatch.setattr(training, "train_step", step_watching_the_first_conv)
     bf16 = train_model(x, y, train, val, list("abcd"), tiny_cfg(epochs=6, precision="bf16"), CPU, progress=False)
-    torch.set_num_threads(before)
     assert conv_out_dtypes == {torch.bfloat16}  # every training step ran its convolutions in bf16
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # the weights stay fp32
     assert bf16.best_val_f1 > 0.6

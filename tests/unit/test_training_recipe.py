@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from audioclf.config import AugmentConfig, TrainConfig
+from audioclf.config import AugmentConfig
 from audioclf.errors import AudioclfError
 from audioclf.metrics import macro_f1
 from audioclf.models.convnet import ConvNetParams
@@ -23,34 +23,12 @@ from audioclf.training import (
     steps_per_epoch,
     train_model,
 )
+from tests.helpers import tiny_cache, tiny_cfg
 
 CPU = torch.device("cpu")
 
 
-def tiny_cache(n: int = 40, n_classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 1, 16, 20) float16 'spectrograms': class c lights up frequency band c, plus noise."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    x = rng.normal(0.0, 1.0, (n, 1, 16, 20)) - 40.0
-    for i, c in enumerate(y):
-        x[i, 0, 4 * c : 4 * c + 3, :] += 6.0
-    return x.astype(np.float16), y.astype(np.int64)
-
-
-def tiny_cfg(**kw: object) -> TrainConfig:
-    base = {
-        "model": "convnet", "model_params": {"convnet": {"channels": [4, 8]}}, "epochs": 3, "batch_size": 8,
-        "lr": 0.01, "patience": 10, "min_steps_per_epoch": 1, "augment": AugmentConfig(mixup_alpha=0.0),
-    }  # fmt: skip
-    return TrainConfig(**{**base, **kw})
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # bit-identical reruns and no fighting over the cores
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # bit-identical reruns, no fighting over cores
 
 
 def test_auto_device_picks_cuda_when_available(monkeypatch):
